@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 /// Which way bytes flow, seen from this tunnel endpoint.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
     /// Plaintext read locally, sealed and sent to the peer.
     Outbound,
@@ -19,9 +19,20 @@ pub enum Direction {
     Inbound,
 }
 
+impl Direction {
+    fn label(self) -> DirectionLabel {
+        DirectionLabel {
+            direction: match self {
+                Self::Outbound => "outbound",
+                Self::Inbound => "inbound",
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
-    direction: Direction,
+    direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,7 +123,7 @@ impl TunnelMetrics {
     }
 
     pub(crate) fn carried(&self, direction: Direction, plaintext: usize, packets: usize) {
-        let label = DirectionLabel { direction };
+        let label = direction.label();
         self.plaintext_bytes.get_or_create(&label).inc_by(plaintext as u64);
         self.packets.get_or_create(&label).inc_by(packets as u64);
         let wire = packets * spiped_proto::PACKET_LEN;
