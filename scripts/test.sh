@@ -17,4 +17,4 @@ step "cargo test --workspace"
 cargo test --workspace --locked
 
 step "fuzz smoke (${FUZZ_SECONDS:=20}s per target)"
-FUZZ_SECONDS=$FUZZ_SECONDS scripts/fuzz-smoke.sh
+FUZZ_SECONDS=$FUZZ_SECONDS CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} scripts/fuzz-smoke.sh
