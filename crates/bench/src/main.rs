@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 
-use crate::procs::{cpu_seconds, Binary, Pair, Procs};
+use crate::procs::{
+    cpu_between, machine_busy_cores, machine_jiffies, own_cpu_seconds, Binary, Pair, Procs,
+};
 use crate::report::{Machine, Results, Run};
 use crate::scenarios::Measured;
 use crate::servers::{CountingProxy, Servers};
@@ -76,6 +78,16 @@ struct Args {
     /// Scenarios to run, comma-separated [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+    /// Before each measurement, wait up to SECS for the rest of the machine to go quiet (other
+    /// processes below --quiet-below cores); 0 skips the wait. The load that remains is reported.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    quiet_wait: f64,
+    /// Machine-wide busy cores, outside this benchmark, that count as quiet.
+    #[arg(long, value_name = "CORES", default_value_t = 0.25)]
+    quiet_below: f64,
+    /// How often to repeat a measurement that other processes disturbed (the last one counts).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    noisy_retries: usize,
     /// An extra flag for the georep endpoints only, e.g. `--georep-flag=--coalesce=0`
     /// (repeatable). Without it both implementations get identical flags.
     #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
@@ -98,7 +110,13 @@ pub(crate) enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Self; 5] = [Self::Bulk, Self::Parallel, Self::Rtt, Self::Handshake, Self::Wire];
+    const ALL: [Self; 5] = [
+        Self::Bulk,
+        Self::Parallel,
+        Self::Rtt,
+        Self::Handshake,
+        Self::Wire,
+    ];
 }
 
 fn main() -> anyhow::Result<()> {
@@ -153,8 +171,10 @@ fn run(args: &Args) -> anyhow::Result<Results> {
         georep_flags: args.georep_flag.clone(),
         ..Results::default()
     };
-    let selected: Vec<Scenario> =
-        Scenario::ALL.into_iter().filter(|s| args.only.is_empty() || args.only.contains(s)).collect();
+    let selected: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.contains(s))
+        .collect();
     for scenario in selected {
         run_scenario(scenario, args, &bins, &key, &procs, &servers, &mut results)
             .with_context(|| format!("scenario {scenario:?}"))?;
@@ -202,25 +222,50 @@ fn run_scenario(
                 match scenario {
                     Scenario::Bulk => scenarios::bulk(pair.entry, bulk, 1),
                     Scenario::Parallel => scenarios::bulk(pair.entry, bulk, args.conns),
-                    Scenario::Rtt => scenarios::round_trips(pair.entry, args.warmup, args.round_trips),
+                    Scenario::Rtt => {
+                        scenarios::round_trips(pair.entry, args.warmup, args.round_trips)
+                    }
                     Scenario::Handshake => {
                         scenarios::handshakes(pair.entry, args.conns, args.handshake_secs)
                     }
                     Scenario::Wire => {
                         let proxy = proxies[i].as_ref().expect("started with the pair");
-                        scenarios::wire(pair.entry, args.wire_rate, args.wire_secs, &servers.stamps, proxy)
+                        scenarios::wire(
+                            pair.entry,
+                            args.wire_rate,
+                            args.wire_secs,
+                            &servers.stamps,
+                            proxy,
+                        )
                     }
                 }
             };
-            let run = timed(pair, measure).with_context(|| format!("{} run {}", pair.label, rep + 1))?;
+            let mut attempt = 1;
+            let run = loop {
+                wait_quiet(args)?;
+                let run = timed(pair, measure)
+                    .with_context(|| format!("{} run {}", pair.label, rep + 1))?;
+                if run.others < args.quiet_below || attempt > args.noisy_retries {
+                    break run;
+                }
+                eprintln!(
+                    "  {:.2} cores busy elsewhere during that {} run; measuring again",
+                    run.others, pair.label
+                );
+                attempt += 1;
+            };
             eprintln!(
                 "[{scenario:?} {}/{}] {}: {}",
                 rep + 1,
                 args.reps,
                 pair.label,
-                run.values.iter().map(|(k, v)| format!("{k}={v:.3}")).collect::<Vec<_>>().join(" ")
+                run.values
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
-            results.runs.entry(scenario).or_insert_with(Default::default)[i].push(run);
+            results.runs.entry(scenario).or_default()[i].push(run);
             std::thread::sleep(Duration::from_millis(200));
         }
         if scenario == Scenario::Bulk {
@@ -233,23 +278,58 @@ fn run_scenario(
 }
 
 /// Runs `measure`, charging the CPU that `-e`, `-d` and this harness used meanwhile.
-fn timed(pair: &Pair<'_>, measure: impl FnOnce() -> anyhow::Result<Measured>) -> anyhow::Result<Run> {
+fn timed(pair: &Pair<'_>, measure: impl Fn() -> anyhow::Result<Measured>) -> anyhow::Result<Run> {
     pair.check()?;
     let [e0, d0] = pair.cpu()?;
-    let h0 = cpu_seconds("self")?;
+    let h0 = own_cpu_seconds()?;
+    let (m0, i0) = machine_jiffies()?;
     let t0 = Instant::now();
     let measured = measure();
     let wall = t0.elapsed().as_secs_f64();
+    let (m1, i1) = machine_jiffies()?;
     let [e1, d1] = pair.cpu()?;
-    let h1 = cpu_seconds("self")?;
+    let h1 = own_cpu_seconds()?;
     pair.check()?;
     let measured = measured?;
+    let cpu = [cpu_between(&e0, &e1), cpu_between(&d0, &d1), h1 - h0];
+    // Interrupt time is left out: loopback traffic puts some of ours there.
+    let machine = ((m1 - m0) - (i1 - i0)) as f64 / 100.0;
     Ok(Run {
         values: measured.values.into_iter().collect::<BTreeMap<_, _>>(),
         work: measured.work,
-        cpu: [e1 - e0, d1 - d0, h1 - h0],
-        wall,
+        cpu,
+        secs: measured.secs,
+        others: ((machine - cpu.iter().sum::<f64>()) / wall).max(0.0),
     })
+}
+
+/// Waits, up to `--quiet-wait`, until processes outside this benchmark leave the CPUs alone:
+/// the machine is shared, and a build or fuzzer next door would otherwise decide the result.
+fn wait_quiet(args: &Args) -> anyhow::Result<()> {
+    if args.quiet_wait <= 0.0 {
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let mut said = false;
+    loop {
+        let busy = machine_busy_cores(Duration::from_millis(500))?;
+        if busy < args.quiet_below {
+            if said {
+                eprintln!("  quiet after {:.0} s", t0.elapsed().as_secs_f64());
+            }
+            return Ok(());
+        }
+        if t0.elapsed().as_secs_f64() > args.quiet_wait {
+            eprintln!(
+                "  still {busy:.2} cores busy elsewhere after --quiet-wait; measuring anyway"
+            );
+            return Ok(());
+        }
+        if !said {
+            eprintln!("  waiting for the machine to go quiet ({busy:.2} cores busy elsewhere)");
+            said = true;
+        }
+    }
 }
 
 fn beside_me(name: &str) -> anyhow::Result<PathBuf> {

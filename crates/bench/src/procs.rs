@@ -1,6 +1,7 @@
 //! The tunnel processes under test: started with identical flags, watched, and killed by PID
 //! however the harness ends (normal return, error, panic, SIGINT/SIGTERM/SIGHUP).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+/// How long a stopped tunnel may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to run one implementation as `<path> <prefix…> -e|-d -s … -t … -k KEY -F <extra…>`.
 #[derive(Debug, Clone)]
@@ -49,14 +55,19 @@ pub(crate) struct Procs {
 impl Procs {
     /// `logs` receives one file per child (its stdout and stderr).
     pub(crate) fn new(logs: &Path) -> Self {
-        Self { table: Table::default(), logs: logs.to_owned() }
+        Self {
+            table: Table::default(),
+            logs: logs.to_owned(),
+        }
     }
 
     /// On SIGINT, SIGTERM or SIGHUP: kill every child, remove `scratch`, exit 130. Drop guards
     /// do not run when a signal ends the process, hence this thread.
     pub(crate) fn kill_on_signal(&self, scratch: PathBuf) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
         let (mut int, mut term, mut hup) = runtime.block_on(async {
             Ok::<_, std::io::Error>((
                 signal(SignalKind::interrupt())?,
@@ -65,24 +76,28 @@ impl Procs {
             ))
         })?;
         let table = Arc::clone(&self.table);
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                    _ = hup.recv() => {}
-                }
-            });
-            kill_all(&table);
-            let _ = std::fs::remove_dir_all(&scratch);
-            eprintln!("georep-bench: interrupted; killed the tunnel processes");
-            std::process::exit(130);
-        })?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                        _ = hup.recv() => {}
+                    }
+                });
+                kill_all(&table);
+                let _ = std::fs::remove_dir_all(&scratch);
+                eprintln!("georep-bench: interrupted; killed the tunnel processes");
+                std::process::exit(130);
+            })?;
         Ok(())
     }
 
     fn spawn(&self, label: String, program: &Path, args: &[String]) -> anyhow::Result<u32> {
-        let log = self.logs.join(format!("{}.log", label.replace([' ', '/'], "_")));
+        let log = self
+            .logs
+            .join(format!("{}.log", label.replace([' ', '/'], "_")));
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(program)
             .args(args)
@@ -104,18 +119,39 @@ impl Procs {
             .find(|r| r.child.id() == pid)
             .ok_or_else(|| anyhow!("process {pid} is not ours"))?;
         if let Some(status) = r.child.try_wait()? {
-            bail!("{} (pid {pid}) exited with {status}; its log ends:\n{}", r.label, tail(&r.log));
+            bail!(
+                "{} (pid {pid}) exited with {status}; its log ends:\n{}",
+                r.label,
+                tail(&r.log)
+            );
         }
         Ok(())
     }
 
-    fn kill(&self, pid: u32) {
-        let mut table = lock(&self.table);
-        if let Some(i) = table.iter().position(|r| r.child.id() == pid) {
-            let mut r = table.swap_remove(i);
-            let _ = r.child.kill();
-            let _ = r.child.wait();
+    /// SIGTERM, then SIGKILL if `pid` is still there after [`STOP_GRACE`]. Both tunnels exit
+    /// at once on SIGTERM when idle; the grace is for a profiler writing its output.
+    fn stop(&self, pid: u32) {
+        let Some(mut r) = ({
+            let mut table = lock(&self.table);
+            table
+                .iter()
+                .position(|r| r.child.id() == pid)
+                .map(|i| table.swap_remove(i))
+        }) else {
+            return;
+        };
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = signal::kill(Pid::from_raw(raw), Signal::SIGTERM);
         }
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !matches!(r.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = r.child.kill();
+        let _ = r.child.wait();
     }
 }
 
@@ -128,7 +164,9 @@ impl Drop for Procs {
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let start = text.len().saturating_sub(2000);
-    let start = (start..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let start = (start..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     text[start..].to_owned()
 }
 
@@ -155,8 +193,15 @@ impl<'p> Pair<'p> {
         let start_one = |mode: &str, source: SocketAddr, target: SocketAddr| {
             let mut args = bin.prefix.clone();
             args.extend(
-                [mode, "-s", &spiped_addr(source), "-t", &spiped_addr(target), "-k"]
-                    .map(str::to_owned),
+                [
+                    mode,
+                    "-s",
+                    &spiped_addr(source),
+                    "-t",
+                    &spiped_addr(target),
+                    "-k",
+                ]
+                .map(str::to_owned),
             );
             args.push(key.display().to_string());
             args.push("-F".to_owned());
@@ -169,7 +214,13 @@ impl<'p> Pair<'p> {
         let d_addr = free_port()?;
         let d = start_one("-d", d_addr, target)?;
         // Kill -d if anything below fails.
-        let mut pair = Self { procs, label: bin.label, entry: d_addr, e: d, d };
+        let mut pair = Self {
+            procs,
+            label: bin.label,
+            entry: d_addr,
+            e: d,
+            d,
+        };
         let e_addr = free_port()?;
         pair.e = start_one("-e", e_addr, hop(d_addr)?)?;
         pair.entry = e_addr;
@@ -182,16 +233,16 @@ impl<'p> Pair<'p> {
         self.procs.check(self.d)
     }
 
-    /// CPU seconds used so far by `-e` and `-d`.
-    pub(crate) fn cpu(&self) -> anyhow::Result<[f64; 2]> {
-        Ok([cpu_seconds(&self.e.to_string())?, cpu_seconds(&self.d.to_string())?])
+    /// Per-thread CPU counters of `-e` and `-d`, for [`cpu_between`].
+    pub(crate) fn cpu(&self) -> anyhow::Result<[ThreadTimes; 2]> {
+        Ok([thread_times(self.e)?, thread_times(self.d)?])
     }
 }
 
 impl Drop for Pair<'_> {
     fn drop(&mut self) {
-        self.procs.kill(self.e);
-        self.procs.kill(self.d);
+        self.procs.stop(self.e);
+        self.procs.stop(self.d);
     }
 }
 
@@ -226,19 +277,89 @@ fn wait_listening(procs: &Procs, pid: u32, addr: SocketAddr) -> anyhow::Result<(
     }
 }
 
-/// User + system CPU seconds of a whole process (all threads, living and exited), from
-/// /proc/<pid>/stat; `pid` may be `self`.
-pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    // USER_HZ is 100 on every Linux architecture we run on; it is part of the kernel ABI.
+/// Nanoseconds on CPU so far, per thread id of one process.
+pub(crate) type ThreadTimes = HashMap<u32, u64>;
+
+/// Reads `/proc/<pid>/task/*/schedstat`, whose first field is the thread's time on CPU in
+/// nanoseconds (exact, unlike the 10 ms ticks of `/proc/<pid>/stat`).
+fn thread_times(pid: u32) -> anyhow::Result<ThreadTimes> {
+    let mut times = ThreadTimes::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("cannot list the threads of pid {pid}"))?;
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread may exit between listing and reading.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = stat.split_whitespace().next().and_then(|f| f.parse().ok()) {
+            times.insert(tid, ns);
+        }
+    }
+    Ok(times)
+}
+
+/// CPU seconds spent between two snapshots. Threads that started in between count from zero;
+/// threads that ended in between are lost, which is harmless here: tokio's worker threads live
+/// as long as the process and its blocking threads only end after 10 s idle.
+pub(crate) fn cpu_between(before: &ThreadTimes, after: &ThreadTimes) -> f64 {
+    let ns: u64 = after
+        .iter()
+        .map(|(tid, &t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// User + system CPU seconds of this whole process, including threads that have ended (client
+/// and server threads come and go within one measurement), from `/proc/self/stat`.
+pub(crate) fn own_cpu_seconds() -> anyhow::Result<f64> {
+    // USER_HZ is 100 on every Linux architecture; it is part of the kernel ABI.
     const TICKS_PER_SECOND: f64 = 100.0;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the parenthesised command name start at field 3 (state); utime and stime
     // are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| -> anyhow::Result<f64> {
-        let f = fields.get(i).ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?;
+        let f = fields
+            .get(i)
+            .ok_or_else(|| anyhow!("short /proc/self/stat"))?;
         Ok(f.parse::<f64>()?)
     };
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+}
+
+/// Machine-wide CPU jiffies from the first line of `/proc/stat`: (busy, interrupts). Busy
+/// includes steal, since time the hypervisor gave to someone else was not ours either;
+/// interrupts (irq + softirq) are part of busy, and come partly from our own traffic.
+pub(crate) fn machine_jiffies() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    if f.len() < 8 {
+        bail!("unexpected /proc/stat: {line:?}");
+    }
+    let idle = f[3] + f[4];
+    let all: u64 = f.iter().sum();
+    Ok((all - idle, f[5] + f[6]))
+}
+
+/// Cores kept busy, machine-wide, over `window`.
+pub(crate) fn machine_busy_cores(window: Duration) -> anyhow::Result<f64> {
+    let (b0, _) = machine_jiffies()?;
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (b1, _) = machine_jiffies()?;
+    Ok((b1 - b0) as f64 / 100.0 / t0.elapsed().as_secs_f64())
 }

@@ -15,9 +15,12 @@ pub(crate) struct Run {
     pub(crate) values: BTreeMap<&'static str, f64>,
     /// Units of work done (bytes, round trips, handshakes or messages).
     pub(crate) work: f64,
-    /// CPU seconds spent meanwhile by `-e`, `-d` and the harness itself.
+    /// CPU seconds spent during the run by `-e`, `-d` and the harness itself.
     pub(crate) cpu: [f64; 3],
-    pub(crate) wall: f64,
+    /// Length of the timed phase.
+    pub(crate) secs: f64,
+    /// Cores kept busy by other processes on the machine meanwhile (steal included).
+    pub(crate) others: f64,
 }
 
 /// Where the run happened.
@@ -45,7 +48,11 @@ impl Machine {
                     .args(&b.prefix)
                     .arg("-v")
                     .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .map(|o| {
+                        // spiped prints its version on standard error.
+                        let text = [o.stdout, o.stderr].concat();
+                        String::from_utf8_lossy(&text).trim().to_owned()
+                    })
                     .unwrap_or_default();
                 (b.path.display().to_string(), version)
             })
@@ -78,7 +85,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn median_of(runs: &[Run], key: &str) -> f64 {
-    median(runs.iter().map(|r| r.values.get(key).copied().unwrap_or(f64::NAN)).collect())
+    median(
+        runs.iter()
+            .map(|r| r.values.get(key).copied().unwrap_or(f64::NAN))
+            .collect(),
+    )
 }
 
 struct Row {
@@ -108,7 +119,10 @@ fn rows(r: &Results) -> Vec<Row> {
                 let name = if *scenario == Scenario::Bulk {
                     format!("1. Bulk, 1 connection, {mib} MiB (MB/s)")
                 } else {
-                    format!("2. Bulk, {} connections, {mib} MiB total (aggregate MB/s)", r.conns)
+                    format!(
+                        "2. Bulk, {} connections, {mib} MiB total (aggregate MB/s)",
+                        r.conns
+                    )
                 };
                 let (gv, sv) = (median_of(g, "mbps"), median_of(s, "mbps"));
                 rows.push(Row {
@@ -145,7 +159,10 @@ fn rows(r: &Results) -> Vec<Row> {
                 });
             }
             Scenario::Wire => {
-                let (gv, sv) = (median_of(g, "wire_per_payload"), median_of(s, "wire_per_payload"));
+                let (gv, sv) = (
+                    median_of(g, "wire_per_payload"),
+                    median_of(s, "wire_per_payload"),
+                );
                 let rate = median_of(g, "writes_per_s");
                 rows.push(Row {
                     scenario: format!(
@@ -187,9 +204,16 @@ fn cpu_unit(s: Scenario) -> (&'static str, f64) {
 pub(crate) fn markdown(r: &Results, m: &Machine, command_line: &str) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "## georep tunnel vs C spiped, side by side on loopback\n");
+    let _ = writeln!(
+        w,
+        "## georep tunnel vs C spiped, side by side on loopback\n"
+    );
     let _ = writeln!(w, "- Command: `{command_line}`");
-    let _ = writeln!(w, "- Machine: nproc {}, {}, Linux {}", m.nproc, m.cpu_model, m.kernel);
+    let _ = writeln!(
+        w,
+        "- Machine: nproc {}, {}, Linux {}",
+        m.nproc, m.cpu_model, m.kernel
+    );
     for (path, version) in &m.binaries {
         let _ = writeln!(w, "- Binary: `{path}` ({version})");
     }
@@ -205,8 +229,24 @@ pub(crate) fn markdown(r: &Results, m: &Machine, command_line: &str) -> String {
     );
     let _ = writeln!(
         w,
-        "- Median of {} repetitions per implementation, alternating which runs first\n",
+        "- Median of {} repetitions per implementation, alternating which runs first",
         r.reps
+    );
+    let others = r
+        .runs
+        .values()
+        .flatten()
+        .flatten()
+        .map(|x| x.others)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        w,
+        "- Other processes on the machine during the runs: at most {others:.2} cores{}\n",
+        if others > 0.3 {
+            " (**noisy**: see the last CPU column)"
+        } else {
+            ""
+        }
     );
 
     let _ = writeln!(w, "| scenario | georep | spiped | ratio | target | met |");
@@ -236,36 +276,46 @@ pub(crate) fn markdown(r: &Results, m: &Machine, command_line: &str) -> String {
         );
     }
 
-    let _ = writeln!(w, "\n### CPU per unit of work (median; in brackets: cores busy during the run)\n");
-    let _ = writeln!(w, "| scenario | unit | georep -e | georep -d | spiped -e | spiped -d | harness (g / s runs) |");
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        w,
+        "\n### CPU per unit of work (median; in brackets: cores busy during the run; others: the most any run saw)\n"
+    );
+    let _ = writeln!(w, "| scenario | unit | georep -e | georep -d | spiped -e | spiped -d | harness (g / s runs) | others, cores (g / s runs) |");
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let others = |runs: &[Run]| runs.iter().map(|x| x.others).fold(0.0, f64::max);
     for (scenario, runs) in &r.runs {
         let (unit, scale) = cpu_unit(*scenario);
         let cell = |runs: &[Run], p: usize| {
             let per = median(runs.iter().map(|x| x.cpu[p] / x.work * scale).collect());
-            let cores = median(runs.iter().map(|x| x.cpu[p] / x.wall).collect());
+            let cores = median(runs.iter().map(|x| x.cpu[p] / x.secs).collect());
             format!("{per:.2} ({cores:.2})")
         };
         let _ = writeln!(
             w,
-            "| {scenario:?} | {unit} | {} | {} | {} | {} | {} / {} |",
+            "| {scenario:?} | {unit} | {} | {} | {} | {} | {} / {} | {:.2} / {:.2} |",
             cell(&runs[0], 0),
             cell(&runs[0], 1),
             cell(&runs[1], 0),
             cell(&runs[1], 1),
             cell(&runs[0], 2),
             cell(&runs[1], 2),
+            others(&runs[0]),
+            others(&runs[1]),
         );
     }
 
     let _ = writeln!(w, "\n### Every repetition\n");
     for (scenario, runs) in &r.runs {
         for (label, runs) in ["georep", "spiped"].iter().zip(runs) {
-            let keys: Vec<&str> = runs.first().map(|x| x.values.keys().copied().collect()).unwrap_or_default();
+            let keys: Vec<&str> = runs
+                .first()
+                .map(|x| x.values.keys().copied().collect())
+                .unwrap_or_default();
             let values = keys
                 .iter()
                 .map(|k| {
-                    let vs: Vec<String> = runs.iter().map(|x| format!("{:.3}", x.values[k])).collect();
+                    let vs: Vec<String> =
+                        runs.iter().map(|x| format!("{:.3}", x.values[k])).collect();
                     format!("{k} {}", vs.join(" · "))
                 })
                 .collect::<Vec<_>>()

@@ -28,7 +28,9 @@ fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
 }
 
 fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
-    handle.join().map_err(|_| anyhow!("a client thread panicked"))?
+    handle
+        .join()
+        .map_err(|_| anyhow!("a client thread panicked"))?
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -51,6 +53,8 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 pub(crate) struct Measured {
     pub(crate) values: Vec<(&'static str, f64)>,
     pub(crate) work: f64,
+    /// Length of the timed phase.
+    pub(crate) secs: f64,
 }
 
 /// Scenarios 1 and 2: `conns` connections each send `total / conns` bytes to the sink, which
@@ -65,7 +69,9 @@ pub(crate) fn bulk(entry: SocketAddr, total: u64, conns: usize) -> anyhow::Resul
         let start = Arc::clone(&start);
         clients.push(thread::spawn(move || -> anyhow::Result<()> {
             // Not zeros, in case anything on the path ever compresses.
-            let chunk: Vec<u8> = (0..256 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+            let chunk: Vec<u8> = (0..256 * 1024u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
             start.wait();
             let mut left = per;
             while left > 0 {
@@ -75,7 +81,8 @@ pub(crate) fn bulk(entry: SocketAddr, total: u64, conns: usize) -> anyhow::Resul
             }
             s.shutdown(Shutdown::Write)?;
             let mut count = [0u8; 8];
-            s.read_exact(&mut count).context("waiting for the sink's count")?;
+            s.read_exact(&mut count)
+                .context("waiting for the sink's count")?;
             let got = u64::from_le_bytes(count);
             ensure!(got == per, "the sink received {got} bytes, {per} were sent");
             Ok(())
@@ -89,7 +96,11 @@ pub(crate) fn bulk(entry: SocketAddr, total: u64, conns: usize) -> anyhow::Resul
     }
     let secs = t0.elapsed().as_secs_f64();
     let bytes = per * conns as u64;
-    Ok(Measured { values: vec![("mbps", bytes as f64 / 1e6 / secs)], work: bytes as f64 })
+    Ok(Measured {
+        values: vec![("mbps", bytes as f64 / 1e6 / secs)],
+        work: bytes as f64,
+        secs,
+    })
 }
 
 /// Scenario 3: 1 KiB request, 1 KiB echo, one connection; `warmup` untimed round trips, then
@@ -121,6 +132,7 @@ pub(crate) fn round_trips(
             ("mean_us", mean),
         ],
         work: count as f64,
+        secs: rtt_us.iter().sum::<f64>() / 1e6,
     })
 }
 
@@ -180,6 +192,7 @@ pub(crate) fn handshakes(entry: SocketAddr, clients: usize, secs: f64) -> anyhow
             ("errors", errors as f64),
         ],
         work: done,
+        secs,
     })
 }
 
@@ -210,13 +223,19 @@ pub(crate) fn wire(
         msg[8..16].copy_from_slice(&clock::now_ns().to_le_bytes());
         s.write_all(&msg)?;
     }
-    let achieved = count as f64 / t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64();
+    let achieved = count as f64 / secs;
     s.shutdown(Shutdown::Write)?;
-    let report = stamps.recv_timeout(IO_TIMEOUT).context("no report from the stamp sink")?;
+    let report = stamps
+        .recv_timeout(IO_TIMEOUT)
+        .context("no report from the stamp sink")?;
     // The proxy reports once both directions have closed: wait for the tunnel to close ours.
     let mut rest = Vec::new();
     s.read_to_end(&mut rest)?;
-    let counted = proxy.reports.recv_timeout(IO_TIMEOUT).context("no report from the proxy")?;
+    let counted = proxy
+        .reports
+        .recv_timeout(IO_TIMEOUT)
+        .context("no report from the proxy")?;
     let payload = count * STAMP_LEN as u64;
     ensure!(
         report.intact && report.latencies_ns.len() as u64 == count,
@@ -224,7 +243,13 @@ pub(crate) fn wire(
         report.latencies_ns.len(),
         report.intact
     );
-    let lat_us = sorted(report.latencies_ns.iter().map(|&ns| ns as f64 / 1e3).collect());
+    let lat_us = sorted(
+        report
+            .latencies_ns
+            .iter()
+            .map(|&ns| ns as f64 / 1e3)
+            .collect(),
+    );
     Ok(Measured {
         values: vec![
             ("wire_per_payload", counted.up as f64 / payload as f64),
@@ -236,6 +261,7 @@ pub(crate) fn wire(
             ("writes_per_s", achieved),
         ],
         work: count as f64,
+        secs,
     })
 }
 

@@ -52,13 +52,15 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    thread::Builder::new().name(name.to_owned()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let handler = handler.clone();
-            let _ = stream.set_nodelay(true);
-            thread::spawn(move || handler(stream));
-        }
-    })?;
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let handler = handler.clone();
+                let _ = stream.set_nodelay(true);
+                thread::spawn(move || handler(stream));
+            }
+        })?;
     Ok(addr)
 }
 
@@ -113,7 +115,10 @@ fn stamp_sink(mut s: TcpStream, report: &Sender<StampReport>) {
         have -= whole;
     }
     intact &= have == 0;
-    let _ = report.send(StampReport { latencies_ns, intact });
+    let _ = report.send(StampReport {
+        latencies_ns,
+        intact,
+    });
 }
 
 /// Byte counts of one proxied connection.
@@ -136,7 +141,9 @@ impl CountingProxy {
     pub(crate) fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
         let (tx, reports) = mpsc::channel();
         let addr = serve("proxy", move |client| {
-            let Ok(server) = TcpStream::connect(upstream) else { return };
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
             let _ = server.set_nodelay(true);
             let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
                 return;

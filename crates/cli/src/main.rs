@@ -1,10 +1,14 @@
 //! The `georep` command. This file only wires subcommands to the libraries that do the work.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod exit;
+mod link_cmd;
 mod signal;
+mod status_cmd;
 mod telemetry;
 mod tunnel_cmd;
+mod up_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +30,14 @@ struct Cli {
 enum Command {
     /// Run a spiped-compatible encrypted tunnel endpoint (a drop-in for `spiped`).
     Tunnel(Box<tunnel_cmd::TunnelArgs>),
+    /// Bring up every region of a topology on this machine, with emulated WAN links.
+    Up(up_cmd::UpArgs),
+    /// Show each region's role, link, lag and epoch.
+    Status(status_cmd::StatusArgs),
+    /// Cut or heal the emulated WAN between two regions of a running `georep up`.
+    Link(link_cmd::LinkArgs),
+    /// Run the per-region agent (the sidecar next to each region's Redis).
+    Agent(Box<agent_cmd::AgentArgs>),
     /// Write a new random 32-byte tunnel key to PATH (mode 0400; never overwrites).
     Keygen {
         /// Where to write the key.
@@ -39,11 +51,20 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Tunnel(args) => tunnel_cmd::main(*args),
         Command::Keygen { path } => keygen(&path),
+        Command::Up(args) => up_cmd::main(args),
+        Command::Status(args) => status_cmd::main(args),
+        Command::Link(args) => link_cmd::main(args),
+        Command::Agent(args) => agent_cmd::main(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
+}
+
+/// The multi-threaded runtime every long-running subcommand uses.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Failure::runtime)
 }
 
 fn keygen(path: &std::path::Path) -> Result<(), Failure> {

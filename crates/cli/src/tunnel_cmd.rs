@@ -206,11 +206,7 @@ pub(crate) fn main(args: TunnelArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let resolved = args.resolve(&ProcessEnv).map_err(Failure::usage)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Failure::runtime)?;
-    runtime.block_on(serve(resolved)).map_err(Failure::runtime)
+    crate::runtime()?.block_on(serve(resolved)).map_err(Failure::runtime)
 }
 
 async fn serve(resolved: Resolved) -> anyhow::Result<()> {

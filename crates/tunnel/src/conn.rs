@@ -42,14 +42,17 @@ pub(crate) async fn serve(accepted: Stream, peer: String, shared: Arc<Shared>) {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(ConnError::Handshake(e)) => {
             metrics.handshake_failed(e.reason());
+            metrics.failed(e.reason(), format!("handshake with {peer} failed: {e}"));
             tracing::warn!(%peer, reason = e.reason(), error = %e, "handshake failed");
         }
         Err(ConnError::Pump(e)) => {
             metrics.stream_error(e.reason());
+            metrics.failed(e.reason(), format!("connection from {peer} dropped: {e}"));
             tracing::warn!(%peer, reason = e.reason(), error = %e, "connection dropped");
         }
         Err(e) => {
             metrics.stream_error("target_unreachable");
+            metrics.failed("target_unreachable", e.to_string());
             tracing::warn!(%peer, error = %e, "connection dropped");
         }
     }

@@ -17,7 +17,7 @@ pub enum HandshakeFailure {
     #[error("handshake timed out after {0:?}")]
     Timeout(Duration),
     /// The peer closed the connection mid-handshake.
-    #[error("peer closed the connection during the handshake")]
+    #[error("peer closed the connection during the handshake (wrong key, or it requires forward secrecy?)")]
     Closed,
     /// A socket error.
     #[error("handshake I/O failed: {0}")]

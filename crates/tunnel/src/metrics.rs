@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,114 +19,164 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn label(self) -> DirectionLabel {
-        DirectionLabel {
-            direction: match self {
-                Self::Outbound => "outbound",
-                Self::Inbound => "inbound",
-            },
+    fn label(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
         }
     }
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabel {
-    direction: &'static str,
+type Labels = Vec<(&'static str, String)>;
+
+/// The most recent failure of a tunnel endpoint, for status pages ("link down: bad_mac").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Stable reason, as in the metric labels.
+    pub reason: &'static str,
+    /// Human-readable detail, with the peer address.
+    pub message: String,
+    /// When it happened.
+    pub at: std::time::SystemTime,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KeyLabel {
-    key_index: u32,
+/// The metric families, shared by every tunnel of a process (each adds its `link` label).
+#[derive(Debug, Default)]
+struct Families {
+    connections_active: Family<Labels, Gauge>,
+    connections: Family<Labels, Counter>,
+    connection_limit_waits: Family<Labels, Counter>,
+    handshakes: Family<Labels, Counter>,
+    handshake_failures: Family<Labels, Counter>,
+    stream_errors: Family<Labels, Counter>,
+    plaintext_bytes: Family<Labels, Counter>,
+    wire_bytes: Family<Labels, Counter>,
+    packets: Family<Labels, Counter>,
 }
 
 /// Counters for one tunnel endpoint. Cheap to clone; all clones update the same values.
 #[derive(Debug, Clone, Default)]
 pub struct TunnelMetrics {
-    connections_active: Gauge,
-    connections: Counter,
-    connection_limit_waits: Counter,
-    handshakes: Family<KeyLabel, Counter>,
-    handshake_failures: Family<ReasonLabel, Counter>,
-    stream_errors: Family<ReasonLabel, Counter>,
-    plaintext_bytes: Family<DirectionLabel, Counter>,
-    wire_bytes: Family<DirectionLabel, Counter>,
-    packets: Family<DirectionLabel, Counter>,
+    families: Arc<Families>,
+    /// Set for the tunnels of an agent, which runs several: `link="eu-central-1"`.
+    link: Option<Arc<str>>,
+    last_failure: Arc<std::sync::Mutex<Option<Failure>>>,
+    last_handshake: Arc<std::sync::Mutex<Option<std::time::SystemTime>>>,
 }
 
 impl TunnelMetrics {
     /// Creates the metrics and registers them under `registry` (prefix it as needed).
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        let f = &m.families;
         let r = registry;
-        r.register("connections_active", "Connections open now", m.connections_active.clone());
-        r.register("connections", "Connections accepted", m.connections.clone());
+        r.register("connections_active", "Connections open now", f.connections_active.clone());
+        r.register("connections", "Connections accepted", f.connections.clone());
         r.register(
             "connection_limit_waits",
             "Times the -n connection limit was reached and accepting paused",
-            m.connection_limit_waits.clone(),
+            f.connection_limit_waits.clone(),
         );
-        r.register("handshakes", "Completed handshakes by key index", m.handshakes.clone());
+        r.register("handshakes", "Completed handshakes by key index", f.handshakes.clone());
         r.register(
             "handshake_failures",
             "Failed handshakes by reason",
-            m.handshake_failures.clone(),
+            f.handshake_failures.clone(),
         );
         r.register(
             "stream_errors",
             "Established connections dropped for a bad packet or I/O error, by reason",
-            m.stream_errors.clone(),
+            f.stream_errors.clone(),
         );
         r.register(
             "plaintext_bytes",
             "Plaintext bytes carried, by direction",
-            m.plaintext_bytes.clone(),
+            f.plaintext_bytes.clone(),
         );
         r.register(
             "wire_bytes",
             "Encrypted bytes on the wire (packets only), by direction",
-            m.wire_bytes.clone(),
+            f.wire_bytes.clone(),
         );
-        r.register("packets", "Packets sealed or opened, by direction", m.packets.clone());
+        r.register("packets", "Packets sealed or opened, by direction", f.packets.clone());
         m
     }
 
+    /// Metrics for another tunnel of the same process, told apart by a `link` label.
+    pub fn for_link(&self, link: &str) -> Self {
+        Self {
+            families: Arc::clone(&self.families),
+            link: Some(link.into()),
+            last_failure: Arc::default(),
+            last_handshake: Arc::default(),
+        }
+    }
+
+    fn labels(&self, extra: Option<(&'static str, String)>) -> Labels {
+        let mut l = Labels::new();
+        if let Some(link) = &self.link {
+            l.push(("link", link.to_string()));
+        }
+        l.extend(extra);
+        l
+    }
+
+    /// The most recent handshake or stream failure, if any.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.last_failure.lock().expect("not poisoned").clone()
+    }
+
+    /// When the most recent handshake completed, if any.
+    pub fn last_handshake(&self) -> Option<std::time::SystemTime> {
+        *self.last_handshake.lock().expect("not poisoned")
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> i64 {
+        self.families.connections_active.get_or_create(&self.labels(None)).get()
+    }
+
+    pub(crate) fn failed(&self, reason: &'static str, message: String) {
+        let at = std::time::SystemTime::now();
+        *self.last_failure.lock().expect("not poisoned") = Some(Failure { reason, message, at });
+    }
+
     pub(crate) fn connection_opened(&self) {
-        self.connections.inc();
-        self.connections_active.inc();
+        let l = self.labels(None);
+        self.families.connections.get_or_create(&l).inc();
+        self.families.connections_active.get_or_create(&l).inc();
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.connections_active.dec();
+        self.families.connections_active.get_or_create(&self.labels(None)).dec();
     }
 
     pub(crate) fn limit_reached(&self) {
-        self.connection_limit_waits.inc();
+        self.families.connection_limit_waits.get_or_create(&self.labels(None)).inc();
     }
 
     pub(crate) fn handshake_ok(&self, key_index: usize) {
-        let key_index = u32::try_from(key_index).unwrap_or(u32::MAX);
-        self.handshakes.get_or_create(&KeyLabel { key_index }).inc();
+        *self.last_handshake.lock().expect("not poisoned") = Some(std::time::SystemTime::now());
+        let l = self.labels(Some(("key_index", key_index.to_string())));
+        self.families.handshakes.get_or_create(&l).inc();
     }
 
     pub(crate) fn handshake_failed(&self, reason: &'static str) {
-        self.handshake_failures.get_or_create(&ReasonLabel { reason }).inc();
+        let l = self.labels(Some(("reason", reason.to_string())));
+        self.families.handshake_failures.get_or_create(&l).inc();
     }
 
     pub(crate) fn stream_error(&self, reason: &'static str) {
-        self.stream_errors.get_or_create(&ReasonLabel { reason }).inc();
+        let l = self.labels(Some(("reason", reason.to_string())));
+        self.families.stream_errors.get_or_create(&l).inc();
     }
 
     pub(crate) fn carried(&self, direction: Direction, plaintext: usize, packets: usize) {
-        let label = direction.label();
-        self.plaintext_bytes.get_or_create(&label).inc_by(plaintext as u64);
-        self.packets.get_or_create(&label).inc_by(packets as u64);
-        let wire = packets * spiped_proto::PACKET_LEN;
-        self.wire_bytes.get_or_create(&label).inc_by(wire as u64);
+        let l = self.labels(Some(("direction", direction.label().to_string())));
+        let f = &self.families;
+        f.plaintext_bytes.get_or_create(&l).inc_by(plaintext as u64);
+        f.packets.get_or_create(&l).inc_by(packets as u64);
+        f.wire_bytes.get_or_create(&l).inc_by((packets * spiped_proto::PACKET_LEN) as u64);
     }
 }
 

@@ -1,0 +1,53 @@
+//! Everything one agent needs, parsed and checked before any port is bound.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use spiped_proto::Key;
+use topology::Topology;
+use tunnel::Address;
+
+use crate::credentials::Passwords;
+
+/// The agent's settings. The same flags build it in a Kubernetes pod and under `georep up`.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The cluster.
+    pub topology: Topology,
+    /// Our region's index in the topology.
+    pub region: usize,
+    /// Our Redis.
+    pub redis: SocketAddr,
+    /// Tunnel keys: the first is used to dial, all are accepted (rotation).
+    pub keys: Vec<Key>,
+    /// Passwords of the managed ACL users.
+    pub passwords: Passwords,
+    /// Where our tunnel server listens (other regions' agents dial it).
+    pub tunnel_listen: Address,
+    /// HTTP status, metrics and probes.
+    pub http: SocketAddr,
+    /// Our tunnel client to region `i` listens on `127.0.0.1:(peer_port_base + i)`.
+    pub peer_port_base: u16,
+    /// The primary's agent reaches region `i` on `127.0.0.1:(announce_port_base + i)`: the port a
+    /// replica announces (`replica-announce-port`). Equals `peer_port_base` in pods.
+    pub announce_port_base: u16,
+    /// Where to dial each region's tunnel server, by region index (the topology's endpoints,
+    /// or the WAN emulator locally).
+    pub peer_endpoints: Vec<Address>,
+    /// How often the primary stamps the heartbeat.
+    pub heartbeat_every: Duration,
+    /// How often Redis is checked and corrected.
+    pub reconcile_every: Duration,
+}
+
+impl AgentConfig {
+    /// Our region's name.
+    pub fn region_name(&self) -> &str {
+        &self.topology.regions[self.region].name
+    }
+
+    /// Where our tunnel client to region `i` listens.
+    pub fn peer_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.peer_port_base + i as u16))
+    }
+}

@@ -1,0 +1,103 @@
+//! `georep agent`: the per-region sidecar. The same flags in a pod and under `georep up`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use topology::Topology;
+use tunnel::Address;
+
+use crate::exit::Failure;
+
+/// Flags of `georep agent`; the defaults are the pod's layout.
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The topology file.
+    #[arg(long, value_name = "FILE")]
+    topology: PathBuf,
+    /// This agent's region (a name from the topology).
+    #[arg(long, value_name = "NAME")]
+    region: String,
+    /// This region's Redis.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6379")]
+    redis: SocketAddr,
+    /// Tunnel key file; repeat during a key rotation (the first is used to dial).
+    #[arg(long = "key", value_name = "FILE", default_value = "/etc/georep/tunnel/key")]
+    keys: Vec<PathBuf>,
+    /// Directory holding admin.password, replication.password and app.password.
+    #[arg(long, value_name = "DIR", default_value = "/etc/georep/credentials")]
+    credentials: PathBuf,
+    /// Where this region's tunnel server listens.
+    #[arg(long, value_name = "ADDR", default_value = "[0.0.0.0]:56379")]
+    tunnel_listen: Address,
+    /// HTTP for /status, /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9121")]
+    http: SocketAddr,
+    /// Our tunnel client to region i listens on 127.0.0.1:(BASE + i).
+    #[arg(long, value_name = "BASE", default_value_t = topology::POD_PEER_PORT_BASE)]
+    peer_port_base: u16,
+    /// The primary reaches region i at 127.0.0.1:(BASE + i) (default: --peer-port-base).
+    #[arg(long, value_name = "BASE")]
+    announce_port_base: Option<u16>,
+    /// Dial REGION's tunnel at ADDR instead of its topology endpoint (repeatable).
+    #[arg(long = "peer-endpoint", value_name = "REGION=ADDR")]
+    peer_endpoints: Vec<String>,
+    /// Accept tunnel key files shorter than 32 bytes.
+    #[arg(long)]
+    allow_short_key: bool,
+}
+
+impl AgentArgs {
+    fn into_config(self) -> anyhow::Result<agent::AgentConfig> {
+        let topology = Topology::load(&self.topology)?;
+        let region = topology.region(&self.region).map(|r| r.index).ok_or_else(|| {
+            let names: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
+            anyhow!("--region {:?} is not in {} (regions: {})", self.region, self.topology.display(), names.join(", "))
+        })?;
+        let keys = self
+            .keys
+            .iter()
+            .map(|p| tunnel::keyfile::load(p, self.allow_short_key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let passwords = agent::Passwords::load(&self.credentials)?;
+        let mut peer_endpoints = topology
+            .regions
+            .iter()
+            .map(|r| r.endpoint.parse::<Address>().with_context(|| format!("endpoint of region {}", r.name)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for o in &self.peer_endpoints {
+            let (name, addr) = o.split_once('=').ok_or_else(|| anyhow!("--peer-endpoint {o:?}: expected REGION=ADDR"))?;
+            let r = topology.region(name).ok_or_else(|| anyhow!("--peer-endpoint: no region {name:?}"))?;
+            peer_endpoints[r.index] = addr.parse().with_context(|| format!("--peer-endpoint {o}"))?;
+        }
+        if usize::from(self.peer_port_base) + topology.regions.len() > usize::from(u16::MAX) {
+            anyhow::bail!("--peer-port-base {} leaves no room for {} regions", self.peer_port_base, topology.regions.len());
+        }
+        Ok(agent::AgentConfig {
+            region,
+            redis: self.redis,
+            keys,
+            passwords,
+            tunnel_listen: self.tunnel_listen,
+            http: self.http,
+            peer_port_base: self.peer_port_base,
+            announce_port_base: self.announce_port_base.unwrap_or(self.peer_port_base),
+            peer_endpoints,
+            heartbeat_every: Duration::from_millis(100),
+            reconcile_every: Duration::from_secs(1),
+            topology,
+        })
+    }
+}
+
+pub(crate) fn main(args: AgentArgs) -> Result<(), Failure> {
+    let config = args.into_config().map_err(Failure::usage)?;
+    crate::runtime()?.block_on(async {
+        let shutdown = crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+        agent::run(config, shutdown).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .map_err(Failure::runtime)
+}

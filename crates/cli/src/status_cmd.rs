@@ -1,0 +1,73 @@
+//! `georep status`: one row per region, from each region's agent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use local::view;
+use topology::Topology;
+
+use crate::exit::Failure;
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Refresh every second until Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+    /// Reach REGION's agent at HOST:PORT (e.g. through `kubectl port-forward`) instead of the
+    /// local port map of `georep up`. Repeatable.
+    #[arg(long = "agent", value_name = "REGION=ADDR")]
+    agents: Vec<String>,
+    /// The topology file.
+    #[arg(default_value = crate::up_cmd::DEFAULT_TOPOLOGY)]
+    topology: PathBuf,
+}
+
+pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
+    let topology = Topology::load(&args.topology).map_err(Failure::usage)?;
+    let mut agents = view::local_agents(&topology);
+    for a in &args.agents {
+        let parsed = a.split_once('=').and_then(|(n, addr)| Some((n, addr.parse::<SocketAddr>().ok()?)));
+        let (name, addr) = parsed.ok_or_else(|| Failure::usage(anyhow!("--agent {a:?}: expected REGION=HOST:PORT")))?;
+        let slot = agents.iter_mut().find(|(n, _)| n == name).ok_or_else(|| Failure::usage(anyhow!("--agent: no region {name:?}")))?;
+        slot.1 = addr;
+    }
+    let local_mode = args.agents.is_empty();
+    let credentials = local_mode.then(|| {
+        local::layout::Layout::new(&topology.local.data_dir).map(|l| l.secrets()).unwrap_or_default()
+    });
+    let unhealthy = crate::runtime()?
+        .block_on(async {
+            let mut shutdown = crate::signal::shutdown_on_signals().context("signals")?;
+            loop {
+                let rows = view::fetch(&agents).await;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&view::json(&rows, credentials.as_deref()))?);
+                } else {
+                    if args.watch {
+                        print!("\x1b[H\x1b[J");
+                    }
+                    print!("{}", view::table(&rows));
+                }
+                let bad: Vec<String> = rows.iter().filter(|r| r.is_unhealthy()).map(|r| r.name.clone()).collect();
+                if !args.watch {
+                    return Ok::<_, anyhow::Error>(bad);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return Ok(bad),
+                }
+            }
+        })
+        .map_err(Failure::runtime)?;
+    if unhealthy.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(anyhow!("unhealthy: {}", unhealthy.join(", "))))
+    }
+}

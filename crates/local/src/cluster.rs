@@ -1,0 +1,393 @@
+//! A running local cluster: Redis and agent processes per region, WAN links between regions,
+//! a supervisor that restarts what dies, and the control API behind `georep link`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::Passwords;
+use serde::Serialize;
+use tokio::sync::{watch, Mutex};
+use topology::Topology;
+use wan::{Link, LinkHandle, LinkParams};
+
+use crate::layout::{self, Layout};
+use crate::process::{Spec, Supervised};
+
+/// What `georep up` needs besides the topology.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The cluster.
+    pub topology: Topology,
+    /// The `georep` binary, to run the agents.
+    pub georep: PathBuf,
+    /// The `redis-server` binary.
+    pub redis_server: PathBuf,
+}
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpError {
+    /// Another `georep up` uses the same data directory.
+    #[error("georep up is already running on {dir} (pid {pid}); stop it first")]
+    AlreadyRunning {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its pid.
+        pid: i32,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A Redis did not come up.
+    #[error("redis-server for {region} did not become ready: {why} (log: {log})")]
+    RedisNotReady {
+        /// Region.
+        region: String,
+        /// Why.
+        why: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
+    let what = what.into();
+    move |source| UpError::Io { what, source }
+}
+
+struct RegionProcs {
+    redis: Supervised,
+    agent: Supervised,
+}
+
+/// Process ids of one region, as served on the control API.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Pids {
+    /// Region name.
+    pub region: String,
+    /// Its redis-server.
+    pub redis: Option<u32>,
+    /// Its agent.
+    pub agent: Option<u32>,
+}
+
+/// A running local deployment.
+pub struct Cluster {
+    topology: Arc<Topology>,
+    layout: Layout,
+    passwords: Passwords,
+    regions: Arc<Mutex<Vec<RegionProcs>>>,
+    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    stop_tx: watch::Sender<bool>,
+    supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Prepares the data directory, starts the WAN links, every Redis, then every agent.
+    pub async fn start(options: Options) -> Result<Self, UpError> {
+        let Options { topology, georep, redis_server } = options;
+        let layout = Layout::new(&topology.local.data_dir).map_err(io("data directory"))?;
+        let passwords = layout.prepare(&topology).map_err(io(format!("preparing {}", layout.root.display())))?;
+        claim_pid_file(&layout)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let mut links = Vec::new();
+        for from in 0..topology.regions.len() {
+            for to in 0..topology.regions.len() {
+                if from == to {
+                    continue;
+                }
+                let listen = SocketAddr::from(([127, 0, 0, 1], topology.local.wan_listener(from, to)));
+                let upstream = SocketAddr::from(([127, 0, 0, 1], topology.local.ports(to).tunnel));
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(io(format!("WAN link listener {listen}")))?;
+                let p = topology.local.link(from, to);
+                let params = LinkParams { latency: p.latency, jitter: p.jitter, bandwidth: p.bandwidth_bytes_per_sec };
+                let name = format!("{}->{}", topology.regions[from].name, topology.regions[to].name);
+                links.push((from, to, Link::spawn(name, listener, upstream, params, stop_rx.clone())));
+            }
+        }
+
+        let topology = Arc::new(topology);
+        let mut regions = Vec::new();
+        for r in &topology.regions {
+            let redis = Supervised::start(redis_spec(&topology, &layout, &passwords, &redis_server, r.index)?)
+                .map_err(io(format!("starting redis-server for {}", r.name)))?;
+            regions.push(redis);
+        }
+        for r in &topology.regions {
+            wait_redis_ready(&topology, &layout, &passwords, r.index).await?;
+        }
+        let mut procs = Vec::new();
+        for (r, redis) in topology.regions.iter().zip(regions) {
+            let agent = Supervised::start(agent_spec(&topology, &layout, &georep, r.index))
+                .map_err(io(format!("starting the agent for {}", r.name)))?;
+            procs.push(RegionProcs { redis, agent });
+        }
+        let regions = Arc::new(Mutex::new(procs));
+        let supervisor = tokio::spawn(supervise(
+            Arc::clone(&topology),
+            layout.clone(),
+            passwords.clone(),
+            redis_server,
+            Arc::clone(&regions),
+        ));
+        let cluster = Self { topology, layout, passwords, regions, links: Arc::new(links), stop_tx, supervisor };
+        cluster.serve_control(stop_rx).await?;
+        Ok(cluster)
+    }
+
+    /// The topology being run.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The data directory layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The emulated link carrying region `from`'s traffic towards region `to`.
+    pub fn link(&self, from: usize, to: usize) -> Option<&LinkHandle> {
+        self.links.iter().find(|(f, t, _)| (*f, *t) == (from, to)).map(|(_, _, l)| l)
+    }
+
+    /// Cuts (or heals) both directions between two regions.
+    pub fn set_cut(&self, a: usize, b: usize, cut: bool) {
+        set_cut(&self.links, a, b, cut);
+    }
+
+    /// Process ids per region.
+    pub async fn pids(&self) -> Vec<Pids> {
+        pids(&self.topology, &self.regions).await
+    }
+
+    /// Admin login for this cluster's Redis servers (tests and tools).
+    pub fn admin_login(&self) -> resp::Credentials {
+        self.passwords.admin_login()
+    }
+
+    /// Application login.
+    pub fn app_login(&self) -> resp::Credentials {
+        resp::Credentials { user: agent::credentials::APP_USER.into(), password: self.passwords.app.expose().to_owned() }
+    }
+
+    /// Stops everything: agents first, then each Redis with `SHUTDOWN SAVE` (replicas before the
+    /// primary), marking clean shutdowns so the next start resumes with partial resyncs.
+    pub async fn stop(self) {
+        self.supervisor.abort();
+        let _ = self.supervisor.await;
+        let mut regions = self.regions.lock().await;
+        for r in regions.iter_mut() {
+            r.agent.stop(Duration::from_secs(10)).await;
+        }
+        let primary = self.topology.primary;
+        let order = (0..regions.len()).filter(|i| *i != primary).chain([primary]);
+        for i in order {
+            let name = &self.topology.regions[i].name;
+            let addr = redis_addr(&self.topology, i);
+            let redis = &mut regions[i].redis;
+            let clean = match resp::Conn::connect(addr, Some(&self.passwords.admin_login()), Duration::from_secs(2)).await {
+                Ok(mut conn) => {
+                    // The connection closes as Redis exits; that is the expected "reply".
+                    let _ = conn.cmd(&["SHUTDOWN", "SAVE"]).await;
+                    matches!(redis.wait_exit(Duration::from_secs(20)).await, Some(s) if s.success())
+                }
+                Err(_) => false,
+            };
+            if clean {
+                let _ = std::fs::write(self.layout.region(name).join("clean-shutdown"), b"");
+                tracing::info!(region = %name, "redis stopped cleanly");
+            } else {
+                tracing::warn!(region = %name, "redis did not shut down cleanly; stopping it");
+                redis.stop(Duration::from_secs(10)).await;
+            }
+        }
+        drop(regions);
+        self.stop_tx.send_replace(true);
+        let _ = std::fs::remove_file(self.layout.pid_file());
+    }
+
+    async fn serve_control(&self, stop: watch::Receiver<bool>) -> Result<(), UpError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.topology.local.control_port()));
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("control API {addr}")))?;
+        tokio::spawn(crate::control::serve(listener, Arc::clone(&self.topology), Arc::clone(&self.links), Arc::clone(&self.regions).into(), stop));
+        Ok(())
+    }
+}
+
+pub(crate) fn set_cut(links: &[(usize, usize, LinkHandle)], a: usize, b: usize, cut: bool) {
+    for (f, t, l) in links {
+        if (*f, *t) == (a, b) || (*f, *t) == (b, a) {
+            if cut {
+                l.cut();
+            } else {
+                l.heal();
+            }
+        }
+    }
+}
+
+/// Shared access to the processes for the control API.
+#[derive(Clone)]
+pub(crate) struct Procs(Arc<Mutex<Vec<RegionProcs>>>);
+
+impl From<Arc<Mutex<Vec<RegionProcs>>>> for Procs {
+    fn from(p: Arc<Mutex<Vec<RegionProcs>>>) -> Self {
+        Self(p)
+    }
+}
+
+impl Procs {
+    pub(crate) async fn pids(&self, topology: &Topology) -> Vec<Pids> {
+        pids(topology, &self.0).await
+    }
+}
+
+async fn pids(topology: &Topology, regions: &Mutex<Vec<RegionProcs>>) -> Vec<Pids> {
+    let regions = regions.lock().await;
+    topology
+        .regions
+        .iter()
+        .zip(regions.iter())
+        .map(|(r, p)| Pids { region: r.name.clone(), redis: p.redis.pid(), agent: p.agent.pid() })
+        .collect()
+}
+
+fn redis_addr(topology: &Topology, i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], topology.local.ports(i).redis))
+}
+
+/// Writes the region's ACL file and redis.conf, and returns how to start its Redis.
+fn redis_spec(
+    topology: &Topology,
+    layout: &Layout,
+    passwords: &Passwords,
+    redis_server: &std::path::Path,
+    i: usize,
+) -> Result<Spec, UpError> {
+    let name = &topology.regions[i].name;
+    let dir = layout.region(name);
+    layout::write_private(&dir.join("users.acl"), passwords.acl_file().as_bytes()).map_err(io("writing users.acl"))?;
+    // After a clean stop the primary's RDB carries its replication ID and offset, which its AOF
+    // does not: load the RDB so replicas resume with partial resyncs; the agent turns the AOF
+    // back on (Redis rewrites it from memory). After a crash, the AOF is the durable copy.
+    let marker = dir.join("clean-shutdown");
+    let append_only = i == topology.primary && !(marker.exists() && dir.join("dump.rdb").exists());
+    let _ = std::fs::remove_file(&marker);
+    let conf = dir.join("redis.conf");
+    layout::write_private(&conf, layout::redis_conf(topology, i, &dir, append_only).as_bytes()).map_err(io("writing redis.conf"))?;
+    Ok(Spec {
+        name: format!("redis-server {name}"),
+        program: redis_server.to_owned(),
+        args: vec![conf.display().to_string()],
+        log: dir.join("redis.stdout"),
+    })
+}
+
+fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i: usize) -> Spec {
+    let name = &topology.regions[i].name;
+    let ports = topology.local.ports(i);
+    let source = std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone());
+    let mut args = vec![
+        "agent".to_string(),
+        "--topology".into(),
+        source.display().to_string(),
+        "--region".into(),
+        name.clone(),
+        "--redis".into(),
+        format!("127.0.0.1:{}", ports.redis),
+        "--key".into(),
+        layout.tunnel_key().display().to_string(),
+        "--credentials".into(),
+        layout.secrets().display().to_string(),
+        "--tunnel-listen".into(),
+        format!("[127.0.0.1]:{}", ports.tunnel),
+        "--http".into(),
+        format!("127.0.0.1:{}", ports.http),
+        "--peer-port-base".into(),
+        ports.peer_base.to_string(),
+        "--announce-port-base".into(),
+        topology.local.ports(topology.primary).peer_base.to_string(),
+    ];
+    for r in &topology.regions {
+        if r.index != i {
+            args.push("--peer-endpoint".into());
+            args.push(format!("{}=[127.0.0.1]:{}", r.name, topology.local.wan_listener(i, r.index)));
+        }
+    }
+    Spec { name: format!("agent {name}"), program: georep.to_owned(), args, log: layout.region(name).join("agent.log") }
+}
+
+async fn wait_redis_ready(topology: &Topology, layout: &Layout, passwords: &Passwords, i: usize) -> Result<(), UpError> {
+    let addr = redis_addr(topology, i);
+    let name = &topology.regions[i].name;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match resp::Conn::connect(addr, Some(&passwords.admin_login()), Duration::from_secs(1)).await {
+            Ok(mut c) => match c.cmd(&["PING"]).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(UpError::RedisNotReady { region: name.clone(), why: last, log: layout.region(name).join("redis.log") })
+}
+
+/// Restarts any process that exits while the cluster runs.
+async fn supervise(
+    topology: Arc<Topology>,
+    layout: Layout,
+    passwords: Passwords,
+    redis_server: PathBuf,
+    regions: Arc<Mutex<Vec<RegionProcs>>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let mut regions = regions.lock().await;
+        for (i, r) in regions.iter_mut().enumerate() {
+            let name = &topology.regions[i].name;
+            if let Some(how) = r.redis.exited() {
+                tracing::warn!(region = %name, exit = %how, "redis-server exited; restarting it");
+                match redis_spec(&topology, &layout, &passwords, &redis_server, i) {
+                    Ok(spec) => r.redis.set_spec(spec),
+                    Err(e) => tracing::error!(region = %name, error = %e, "cannot prepare redis.conf"),
+                }
+                if let Err(e) = r.redis.restart().await {
+                    tracing::error!(region = %name, error = %e, "cannot restart redis-server");
+                }
+            }
+            if let Some(how) = r.agent.exited() {
+                tracing::warn!(region = %name, exit = %how, "agent exited; restarting it");
+                if let Err(e) = r.agent.restart().await {
+                    tracing::error!(region = %name, error = %e, "cannot restart the agent");
+                }
+            }
+        }
+    }
+}
+
+/// Refuses to run twice on one data directory; records our pid.
+fn claim_pid_file(layout: &Layout) -> Result<(), UpError> {
+    let path = layout.pid_file();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if alive && pid != std::process::id() as i32 {
+                return Err(UpError::AlreadyRunning { dir: layout.root.clone(), pid });
+            }
+        }
+    }
+    std::fs::write(&path, format!("{}\n", std::process::id())).map_err(io("writing up.pid"))
+}

@@ -1,0 +1,96 @@
+//! The control API of a running `georep up` (loopback only): process ids, and cutting or healing
+//! the emulated WAN between two regions (`georep link cut|heal A B`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Json;
+use tokio::sync::watch;
+use topology::Topology;
+use wan::LinkHandle;
+
+use crate::cluster::{Pids, Procs};
+
+#[derive(Clone)]
+struct Ctx {
+    topology: Arc<Topology>,
+    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    procs: Procs,
+}
+
+/// One emulated link, as `GET /links` reports it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LinkView {
+    /// Region whose traffic it carries.
+    pub from: String,
+    /// Region it reaches.
+    pub to: String,
+    /// Whether it is cut.
+    pub cut: bool,
+    /// Bytes delivered towards `to`.
+    pub bytes_up: u64,
+    /// Bytes delivered back towards `from`.
+    pub bytes_down: u64,
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    topology: Arc<Topology>,
+    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    procs: Procs,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ctx = Ctx { topology, links, procs };
+    let app = axum::Router::new()
+        .route("/processes", get(processes))
+        .route("/links", get(list_links))
+        .route("/links/{a}/{b}/{action}", post(change_link))
+        .with_state(ctx);
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+}
+
+async fn processes(State(ctx): State<Ctx>) -> Json<Vec<Pids>> {
+    Json(ctx.procs.pids(&ctx.topology).await)
+}
+
+async fn list_links(State(ctx): State<Ctx>) -> Json<Vec<LinkView>> {
+    Json(
+        ctx.links
+            .iter()
+            .map(|(f, t, l)| {
+                let s = l.stats();
+                LinkView {
+                    from: ctx.topology.regions[*f].name.clone(),
+                    to: ctx.topology.regions[*t].name.clone(),
+                    cut: l.is_cut(),
+                    bytes_up: s.bytes_up,
+                    bytes_down: s.bytes_down,
+                }
+            })
+            .collect(),
+    )
+}
+
+async fn change_link(State(ctx): State<Ctx>, Path((a, b, action)): Path<(String, String, String)>) -> (StatusCode, String) {
+    let (Some(ra), Some(rb)) = (ctx.topology.region(&a), ctx.topology.region(&b)) else {
+        let names: Vec<&str> = ctx.topology.regions.iter().map(|r| r.name.as_str()).collect();
+        return (StatusCode::NOT_FOUND, format!("unknown region; regions are {}\n", names.join(", ")));
+    };
+    if ra.index == rb.index {
+        return (StatusCode::BAD_REQUEST, "a link joins two different regions\n".into());
+    }
+    let cut = match action.as_str() {
+        "cut" => true,
+        "heal" => false,
+        _ => return (StatusCode::NOT_FOUND, "action must be cut or heal\n".into()),
+    };
+    crate::cluster::set_cut(&ctx.links, ra.index, rb.index, cut);
+    tracing::info!(a = %a, b = %b, action = %action, "WAN link changed");
+    (StatusCode::OK, format!("{action}: {a} <-> {b}\n"))
+}

@@ -1,0 +1,221 @@
+//! Quantities written with units: durations, byte rates, bit rates, memory sizes.
+//!
+//! All decimal (`1MB/s` is 1,000,000 bytes per second, `1Mbit/s` is 125,000). A number may have
+//! a fractional part (`1.5ms`); the result is rounded to the nearest base unit (nanosecond or
+//! byte). Units are case-sensitive, because `Mb` and `MB` differ by a factor of eight.
+
+use std::time::Duration;
+
+/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`).
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    const UNITS: &[(&str, u128)] = &[
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+    ];
+    let nanos = scaled(s, UNITS, 1).map_err(|why| {
+        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
+    })?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("invalid duration {s:?}: too large"))
+}
+
+/// Parses a byte rate: `"1MB/s"` (units B/s, KB/s, MB/s, GB/s), in bytes per second.
+pub(crate) fn byte_rate(s: &str) -> Result<u64, String> {
+    const UNITS: &[(&str, u128)] = &[
+        ("B/s", 1),
+        ("KB/s", 1_000),
+        ("MB/s", 1_000_000),
+        ("GB/s", 1_000_000_000),
+    ];
+    let v = scaled(s, UNITS, 1).map_err(|why| {
+        format!("invalid rate {s:?}: {why} (expected a number followed by B/s, KB/s, MB/s or GB/s, e.g. \"1MB/s\")")
+    })?;
+    u64::try_from(v).map_err(|_| format!("invalid rate {s:?}: too large"))
+}
+
+/// Parses a bit rate: `"100Mbit/s"` (units Kbit/s, Mbit/s, Gbit/s), in **bytes** per second.
+pub(crate) fn bandwidth(s: &str) -> Result<u64, String> {
+    const UNITS: &[(&str, u128)] = &[
+        ("Kbit/s", 1_000),
+        ("Mbit/s", 1_000_000),
+        ("Gbit/s", 1_000_000_000),
+    ];
+    let v = scaled(s, UNITS, 8).map_err(|why| {
+        format!("invalid bandwidth {s:?}: {why} (expected a number followed by Kbit/s, Mbit/s or Gbit/s, e.g. \"100Mbit/s\")")
+    })?;
+    u64::try_from(v).map_err(|_| format!("invalid bandwidth {s:?}: too large"))
+}
+
+/// Checks a Redis memory size as `redis.conf` accepts it: digits, then optionally one of
+/// `b`, `k`, `kb`, `m`, `mb`, `g`, `gb` in any case (`512mb`, `2GB`, `1000000`).
+pub(crate) fn redis_memory(s: &str) -> Result<(), String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = s[digits..].to_ascii_lowercase();
+    let unit_ok = matches!(
+        unit.as_str(),
+        "" | "b" | "k" | "kb" | "m" | "mb" | "g" | "gb"
+    );
+    if digits == 0 || !unit_ok {
+        return Err(format!(
+            "invalid memory size {s:?} (expected digits and an optional kb, mb or gb, e.g. \"512mb\")"
+        ));
+    }
+    if s[..digits].parse::<u64>().is_err() {
+        return Err(format!("invalid memory size {s:?}: too large"));
+    }
+    Ok(())
+}
+
+/// Checks a Kubernetes storage quantity: a positive decimal number and an optional suffix
+/// (`Ki Mi Gi Ti Pi Ei` or `k M G T P E`), e.g. `5Gi`.
+pub(crate) fn k8s_storage(s: &str) -> Result<(), String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    let suffixes = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
+    let number_ok = match number.split_once('.') {
+        Some((int, frac)) => !int.is_empty() && !frac.is_empty() && !frac.contains('.'),
+        None => !number.is_empty(),
+    };
+    if !number_ok || !suffixes.contains(&suffix) {
+        return Err(format!(
+            "invalid storage size {s:?} (expected a Kubernetes quantity such as \"5Gi\" or \"500Mi\")"
+        ));
+    }
+    if number.bytes().all(|b| b == b'0' || b == b'.') {
+        return Err(format!(
+            "invalid storage size {s:?}: must be greater than zero"
+        ));
+    }
+    Ok(())
+}
+
+/// `number unit` → number × unit ÷ `divisor`, rounded to the nearest integer.
+fn scaled(s: &str, units: &[(&str, u128)], divisor: u128) -> Result<u128, &'static str> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let unit = unit.trim_start_matches(' ');
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() || (number.contains('.') && frac.is_empty()) {
+        return Err("missing number");
+    }
+    if frac.contains('.') {
+        return Err("malformed number");
+    }
+    let &(_, scale) = units
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .ok_or(if unit.is_empty() {
+            "missing unit"
+        } else {
+            "unknown unit"
+        })?;
+    if int.len() > 20 || frac.len() > 9 {
+        return Err("too many digits");
+    }
+    // Digits only from here: parse cannot fail except on overflow, ruled out by the lengths.
+    let int: u128 = int.parse().map_err(|_| "malformed number")?;
+    let frac_scale = 10u128.pow(frac.len() as u32);
+    let frac: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| "malformed number")?
+    };
+    let numerator = (int * frac_scale + frac) * scale;
+    let denominator = frac_scale * divisor;
+    Ok((numerator + denominator / 2) / denominator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("45ms"), Ok(Duration::from_millis(45)));
+        assert_eq!(duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(duration("250µs"), Ok(Duration::from_micros(250)));
+        assert_eq!(duration("1.5ms"), Ok(Duration::from_micros(1500)));
+        assert_eq!(duration("0ms"), Ok(Duration::ZERO));
+        assert_eq!(duration("2 ms"), Ok(Duration::from_millis(2)));
+        for bad in [
+            "",
+            "45",
+            "ms",
+            "45 milliseconds",
+            "4.5.1ms",
+            "-1ms",
+            "1.ms",
+            ".5ms",
+            "1m",
+            "1MS",
+        ] {
+            let e = duration(bad).unwrap_err();
+            assert!(e.starts_with("invalid duration"), "{bad}: {e}");
+        }
+        assert!(duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("too large"));
+    }
+
+    #[test]
+    fn byte_rates_are_decimal() {
+        assert_eq!(byte_rate("1MB/s"), Ok(1_000_000));
+        assert_eq!(byte_rate("512B/s"), Ok(512));
+        assert_eq!(byte_rate("2.5KB/s"), Ok(2_500));
+        assert_eq!(byte_rate("1GB/s"), Ok(1_000_000_000));
+        for bad in ["1MB", "1mb/s", "1Mbit/s", "1 MiB/s", "fast"] {
+            assert!(byte_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bandwidth_is_bits_stored_as_bytes() {
+        assert_eq!(bandwidth("100Mbit/s"), Ok(12_500_000));
+        assert_eq!(bandwidth("1Gbit/s"), Ok(125_000_000));
+        assert_eq!(bandwidth("8Kbit/s"), Ok(1_000));
+        assert_eq!(bandwidth("1.5Mbit/s"), Ok(187_500));
+        // Rounded to the nearest byte.
+        assert_eq!(bandwidth("0.012Kbit/s"), Ok(2));
+        for bad in ["100MB/s", "100mbit/s", "100Mbps", "100"] {
+            assert!(bandwidth(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redis_memory_sizes() {
+        for ok in ["512mb", "2GB", "1000000", "100k", "1Gb", "0"] {
+            assert_eq!(redis_memory(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "mb",
+            "512 mb",
+            "1.5gb",
+            "512mib",
+            "-1",
+            "99999999999999999999999",
+        ] {
+            assert!(redis_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn storage_quantities() {
+        for ok in ["5Gi", "500Mi", "1.5Ti", "10G", "1000000"] {
+            assert_eq!(k8s_storage(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "Gi", "5GB", "5gi", "0Gi", "1.Gi", "5 Gi", "-5Gi"] {
+            assert!(k8s_storage(bad).is_err(), "{bad}");
+        }
+    }
+}
