@@ -33,7 +33,10 @@ impl Shared {
             Role::Primary
         } else {
             let addr = c.peer_addr(c.topology.primary);
-            Role::Replica { host: addr.ip().to_string(), port: addr.port() }
+            Role::Replica {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }
         }
     }
 
@@ -49,9 +52,15 @@ impl Shared {
             ("repl-diskless-sync-delay", "1".to_string()),
             // A WAN full sync of a large dataset must not be cut off by the output buffer limit
             // (the classic full-sync loop); 1 GiB hard, 512 MiB for 2 minutes soft.
-            ("client-output-buffer-limit", "replica 1073741824 536870912 120".to_string()),
+            (
+                "client-output-buffer-limit",
+                "replica 1073741824 536870912 120".to_string(),
+            ),
             ("replica-announce-ip", "127.0.0.1".to_string()),
-            ("replica-announce-port", (c.announce_port_base + c.region as u16).to_string()),
+            (
+                "replica-announce-port",
+                (c.announce_port_base + c.region as u16).to_string(),
+            ),
             ("masteruser", REPLICATION_USER.to_string()),
             ("masterauth", c.passwords.replication.expose().to_string()),
         ];
@@ -67,7 +76,10 @@ impl Shared {
             // often enough that the backlog still holds what came after the last one.
             Role::Replica { .. } => config.extend([
                 ("appendonly", "no".to_string()),
-                ("save", format!("{} 1", (redis.outage_budget.as_secs() / 2).max(10))),
+                (
+                    "save",
+                    format!("{} 1", (redis.outage_budget.as_secs() / 2).max(10)),
+                ),
             ]),
         }
         Desired { role, config }
@@ -121,7 +133,11 @@ impl Round {
         status
     }
 
-    async fn reconcile(&mut self, shared: &Shared, status: &mut RegionStatus) -> Result<(), resp::Error> {
+    async fn reconcile(
+        &mut self,
+        shared: &Shared,
+        status: &mut RegionStatus,
+    ) -> Result<(), resp::Error> {
         let c = &shared.config;
         let conn = match &mut self.local {
             Some(conn) => conn,
@@ -136,7 +152,10 @@ impl Round {
 
         let desired = shared.desired();
         let names: Vec<&str> = desired.config.iter().map(|(n, _)| *n).collect();
-        let observed = Observed { role: observed_role(&conn.info(&["replication"]).await?), config: config_get(conn, &names).await? };
+        let observed = Observed {
+            role: observed_role(&conn.info(&["replication"]).await?),
+            config: config_get(conn, &names).await?,
+        };
         let actions = plan::plan(&desired, &observed);
         shared.metrics.reconcile_actions.set(actions.len() as i64);
         for action in &actions {
@@ -152,19 +171,34 @@ impl Round {
         if is_primary {
             // The epoch and primary's name live in the data, so every replica holds them too.
             conn.cmd(&["HSETNX", "georep:meta", "epoch", "1"]).await?;
-            conn.cmd(&["HSET", "georep:meta", "primary", c.region_name()]).await?;
+            conn.cmd(&["HSET", "georep:meta", "primary", c.region_name()])
+                .await?;
             status.repl_offset = uint(&info, "master_repl_offset");
             status.lag_bytes = Some(0);
             status.lag_ms = Some(0);
             status.sync_full = uint(&info, "sync_full");
             status.sync_partial_ok = uint(&info, "sync_partial_ok");
-            shared.metrics.sync_full.set(status.sync_full.unwrap_or(0) as i64);
-            shared.metrics.sync_partial_ok.set(status.sync_partial_ok.unwrap_or(0) as i64);
-            shared.metrics.sync_partial_err.set(info.int("sync_partial_err").unwrap_or(0));
+            shared
+                .metrics
+                .sync_full
+                .set(status.sync_full.unwrap_or(0) as i64);
+            shared
+                .metrics
+                .sync_partial_ok
+                .set(status.sync_partial_ok.unwrap_or(0) as i64);
+            shared
+                .metrics
+                .sync_partial_err
+                .set(info.int("sync_partial_err").unwrap_or(0));
         } else {
             self.replica_view(shared, &info, status).await;
         }
-        let epoch = self.local.as_mut().expect("connected").cmd(&["HGET", "georep:meta", "epoch"]).await?;
+        let epoch = self
+            .local
+            .as_mut()
+            .expect("connected")
+            .cmd(&["HGET", "georep:meta", "epoch"])
+            .await?;
         status.epoch = epoch.text().and_then(|e| e.parse().ok());
         Ok(())
     }
@@ -177,12 +211,19 @@ impl Round {
         status.repl_offset = uint(info, "slave_repl_offset");
         let now = now_ms();
         let interval = c.heartbeat_every.as_millis() as u64;
-        status.lag_ms = shared.lag.lock().expect("not poisoned").lag_ms(now, interval);
+        status.lag_ms = shared
+            .lag
+            .lock()
+            .expect("not poisoned")
+            .lag_ms(now, interval);
 
         // The primary's offset and resync counters, read through our tunnel to its region.
         match self.primary_info(c).await {
             Ok(p) => {
-                let (full, partial) = (uint(&p, "sync_full").unwrap_or(0), uint(&p, "sync_partial_ok").unwrap_or(0));
+                let (full, partial) = (
+                    uint(&p, "sync_full").unwrap_or(0),
+                    uint(&p, "sync_partial_ok").unwrap_or(0),
+                );
                 if let (Some(po), Some(ro)) = (uint(&p, "master_repl_offset"), status.repl_offset) {
                     status.lag_bytes = Some(po.saturating_sub(ro));
                 }
@@ -207,13 +248,15 @@ impl Round {
         self.link_was_up = link_up;
         status.last_sync = self.last_sync.clone();
         if !link_up {
-            status.link_error = Some(match shared.primary_link.as_ref().and_then(|m| m.last_failure()) {
-                Some(f) => format!("tunnel: {} ({})", f.reason, f.message),
-                None => match info.int("master_link_down_since_seconds") {
-                    Some(s) if s >= 0 => format!("replication link down for {s}s"),
-                    _ => "replication link not established yet".into(),
+            status.link_error = Some(
+                match shared.primary_link.as_ref().and_then(|m| m.last_failure()) {
+                    Some(f) => format!("tunnel: {} ({})", f.reason, f.message),
+                    None => match info.int("master_link_down_since_seconds") {
+                        Some(s) if s >= 0 => format!("replication link down for {s}s"),
+                        _ => "replication link not established yet".into(),
+                    },
                 },
-            });
+            );
         }
     }
 
@@ -223,7 +266,8 @@ impl Round {
             None => {
                 let login = c.passwords.admin_login();
                 let addr = c.peer_addr(c.topology.primary);
-                self.primary.insert(Conn::connect(addr, Some(&login), COMMAND_TIMEOUT).await?)
+                self.primary
+                    .insert(Conn::connect(addr, Some(&login), COMMAND_TIMEOUT).await?)
             }
         };
         conn.info(&["replication", "stats"]).await
@@ -235,7 +279,8 @@ fn publish(shared: &Shared, status: RegionStatus) {
     m.redis_up.set(i64::from(status.redis_up));
     m.is_primary.set(i64::from(status.role == "primary"));
     m.epoch.set(status.epoch.unwrap_or(0) as i64);
-    m.link_up.set(i64::from(status.role == "primary" || status.link == "up"));
+    m.link_up
+        .set(i64::from(status.role == "primary" || status.link == "up"));
     m.lag_bytes.set(status.lag_bytes.unwrap_or(0) as i64);
     m.lag_ms.set(status.lag_ms.unwrap_or(0) as i64);
     m.keys.set(status.keys as i64);
@@ -253,7 +298,10 @@ fn observed_role(info: &Info) -> Option<Role> {
     }
 }
 
-async fn config_get(conn: &mut Conn, names: &[&str]) -> Result<HashMap<String, String>, resp::Error> {
+async fn config_get(
+    conn: &mut Conn,
+    names: &[&str],
+) -> Result<HashMap<String, String>, resp::Error> {
     let mut args = vec!["CONFIG", "GET"];
     args.extend_from_slice(names);
     let mut out = HashMap::new();
@@ -282,7 +330,8 @@ async fn apply(conn: &mut Conn, action: &Action) -> Result<(), resp::Error> {
         }
         Action::Follow { host, port } => {
             tracing::info!(%host, port, "REPLICAOF: following the primary through the tunnel");
-            conn.cmd(&["REPLICAOF", host.as_str(), &port.to_string()]).await?;
+            conn.cmd(&["REPLICAOF", host.as_str(), &port.to_string()])
+                .await?;
         }
     }
     Ok(())
@@ -304,7 +353,11 @@ async fn ensure_acl(conn: &mut Conn, passwords: &Passwords) -> Result<(), resp::
         Value::Array(Some(u)) => u.iter().filter_map(Value::text).collect(),
         _ => Vec::new(),
     };
-    let expected = [crate::credentials::ADMIN_USER, REPLICATION_USER, crate::credentials::APP_USER];
+    let expected = [
+        crate::credentials::ADMIN_USER,
+        REPLICATION_USER,
+        crate::credentials::APP_USER,
+    ];
     if !default_off || !expected.iter().all(|u| names.iter().any(|n| n == u)) {
         tracing::warn!("ACL users differ from the ACL file; reloading it");
         let _ = passwords;

@@ -27,7 +27,10 @@ impl Secret {
     }
 
     fn sha256_hex(&self) -> String {
-        Sha256::digest(self.0.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -64,10 +67,16 @@ impl Passwords {
     pub fn load(dir: &Path) -> Result<Self, CredentialsError> {
         let read = |name: &str| -> Result<Secret, CredentialsError> {
             let path = dir.join(name);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| CredentialsError { path: path.clone(), why: e.to_string() })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| CredentialsError {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
             let password = text.trim_end_matches(['\n', '\r']).to_owned();
-            if password.len() < 16 || password.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if password.len() < 16
+                || password
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(CredentialsError {
                     path,
                     why: "must hold one password of at least 16 characters, no spaces".into(),
@@ -98,7 +107,10 @@ impl Passwords {
 
     /// Admin credentials for [`resp::Conn::connect`].
     pub fn admin_login(&self) -> resp::Credentials {
-        resp::Credentials { user: ADMIN_USER.into(), password: self.admin.0.clone() }
+        resp::Credentials {
+            user: ADMIN_USER.into(),
+            password: self.admin.0.clone(),
+        }
     }
 }
 

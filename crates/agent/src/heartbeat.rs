@@ -28,11 +28,19 @@ pub(crate) async fn write(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             continue;
         }
         if conn.is_none() {
-            conn = Conn::connect(c.redis, Some(&c.passwords.admin_login()), Duration::from_secs(2)).await.ok();
+            conn = Conn::connect(
+                c.redis,
+                Some(&c.passwords.admin_login()),
+                Duration::from_secs(2),
+            )
+            .await
+            .ok();
         }
         let Some(cn) = conn.as_mut() else { continue };
         let stamp = now_ms().to_string();
-        let r = cn.cmd(&["XADD", KEY, "MAXLEN", "~", "100", "*", "ms", &stamp]).await;
+        let r = cn
+            .cmd(&["XADD", KEY, "MAXLEN", "~", "100", "*", "ms", &stamp])
+            .await;
         if let Err(e) = r {
             // READONLY while Redis is still a replica (just promoted, or restarted): retry.
             tracing::debug!(error = %e, "heartbeat write failed");
@@ -57,7 +65,13 @@ pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
             }
         }
         if conn.is_none() {
-            match Conn::connect(c.redis, Some(&c.passwords.admin_login()), Duration::from_secs(2)).await {
+            match Conn::connect(
+                c.redis,
+                Some(&c.passwords.admin_login()),
+                Duration::from_secs(2),
+            )
+            .await
+            {
                 Ok(cn) => conn = Some(cn),
                 Err(_) => {
                     tokio::select! {
@@ -68,7 +82,16 @@ pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
             }
         }
         let cn = conn.as_mut().expect("connected");
-        let block = ["XREAD", "COUNT", "100", "BLOCK", "1000", "STREAMS", KEY, last_id.as_str()];
+        let block = [
+            "XREAD",
+            "COUNT",
+            "100",
+            "BLOCK",
+            "1000",
+            "STREAMS",
+            KEY,
+            last_id.as_str(),
+        ];
         let reply = tokio::select! {
             r = cn.cmd_with_timeout(&block, Duration::from_secs(3)) => r,
             _ = shutdown.wait_for(|s| *s) => return,
@@ -95,13 +118,27 @@ pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
 
 /// The id and `ms` field of the last entry in an `XREAD` reply.
 fn newest_entry(reply: &Value) -> Option<(String, u64)> {
-    let Value::Array(Some(streams)) = reply else { return None };
-    let Value::Array(Some(stream)) = streams.first()? else { return None };
-    let Value::Array(Some(entries)) = stream.get(1)? else { return None };
-    let Value::Array(Some(entry)) = entries.last()? else { return None };
+    let Value::Array(Some(streams)) = reply else {
+        return None;
+    };
+    let Value::Array(Some(stream)) = streams.first()? else {
+        return None;
+    };
+    let Value::Array(Some(entries)) = stream.get(1)? else {
+        return None;
+    };
+    let Value::Array(Some(entry)) = entries.last()? else {
+        return None;
+    };
     let id = entry.first()?.text()?;
-    let Value::Array(Some(fields)) = entry.get(1)? else { return None };
-    let stamp = fields.chunks(2).find(|kv| kv[0].text().as_deref() == Some("ms"))?.get(1)?.text()?;
+    let Value::Array(Some(fields)) = entry.get(1)? else {
+        return None;
+    };
+    let stamp = fields
+        .chunks(2)
+        .find(|kv| kv[0].text().as_deref() == Some("ms"))?
+        .get(1)?
+        .text()?;
     Some((id, stamp.parse().ok()?))
 }
 
@@ -115,7 +152,12 @@ mod tests {
 
     #[test]
     fn reads_the_newest_stamp_of_an_xread_reply() {
-        let entry = |id: &str, ms: &str| Value::Array(Some(vec![bulk(id), Value::Array(Some(vec![bulk("ms"), bulk(ms)]))]));
+        let entry = |id: &str, ms: &str| {
+            Value::Array(Some(vec![
+                bulk(id),
+                Value::Array(Some(vec![bulk("ms"), bulk(ms)])),
+            ]))
+        };
         let reply = Value::Array(Some(vec![Value::Array(Some(vec![
             bulk(KEY),
             Value::Array(Some(vec![entry("1-0", "100"), entry("2-0", "200")])),

@@ -31,10 +31,16 @@ pub(crate) async fn serve(
             async move {
                 // Ready when Redis is reachable and, on a replica, replicating.
                 if !s.redis_up {
-                    (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable\n".to_string())
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "redis unreachable\n".to_string(),
+                    )
                 } else if s.role == "replica" && s.link != "up" {
                     let why = s.link_error.unwrap_or_default();
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("replication link down: {why}\n"))
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("replication link down: {why}\n"),
+                    )
                 } else {
                     (StatusCode::OK, "ready\n".to_string())
                 }
@@ -43,7 +49,15 @@ pub(crate) async fn serve(
     };
     let metrics = move || {
         let body = tunnel::metrics::render(&registry);
-        async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body) }
+        async move {
+            (
+                [(
+                    CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                body,
+            )
+        }
     };
     let app = axum::Router::new()
         .route("/status", get(status))

@@ -64,7 +64,9 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     for (i, region) in config.topology.regions.iter().enumerate() {
         if i != config.region {
             let addr = Address::Ip(config.peer_addr(i));
-            let l = Listener::bind(&addr).await.map_err(bind("peer", addr.to_string()))?;
+            let l = Listener::bind(&addr)
+                .await
+                .map_err(bind("peer", addr.to_string()))?;
             clients.push((i, region.name.clone(), l));
         }
     }
@@ -80,15 +82,28 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
 
     let mut tasks = tokio::task::JoinSet::new();
     // Inbound: other regions' agents (and their Redis replicas) reach our Redis.
-    let mut inbound = TunnelConfig::new(Mode::Decrypt, Address::Ip(config.redis), config.keys.clone());
+    let mut inbound = TunnelConfig::new(
+        Mode::Decrypt,
+        Address::Ip(config.redis),
+        config.keys.clone(),
+    );
     inbound.max_connections = None;
     // When the agent stops, Redis's replication connections through it end anyway; a long drain
     // would only delay the pod's shutdown.
     inbound.shutdown_grace = Duration::from_secs(1);
-    tasks.spawn(keep_tunnel(inbound, server, tunnel_metrics.for_link("inbound"), shutdown.clone()));
+    tasks.spawn(keep_tunnel(
+        inbound,
+        server,
+        tunnel_metrics.for_link("inbound"),
+        shutdown.clone(),
+    ));
     // Outbound: one client per other region, on the port-map address.
     for (i, name, listener) in clients {
-        let mut out = TunnelConfig::new(Mode::Encrypt, config.peer_endpoints[i].clone(), config.keys.clone());
+        let mut out = TunnelConfig::new(
+            Mode::Encrypt,
+            config.peer_endpoints[i].clone(),
+            config.keys.clone(),
+        );
         out.max_connections = None;
         out.shutdown_grace = Duration::from_secs(1);
         let metrics = match &primary_link {

@@ -24,7 +24,10 @@ pub(crate) struct AgentMetrics {
 impl AgentMetrics {
     /// Registers under `registry` (the caller gives the `georep` prefix).
     pub(crate) fn register(registry: &mut Registry) -> Self {
-        let buckets = [5.0, 10.0, 20.0, 30.0, 40.0, 45.0, 50.0, 60.0, 80.0, 100.0, 150.0, 250.0, 500.0, 1000.0, 5000.0];
+        let buckets = [
+            5.0, 10.0, 20.0, 30.0, 40.0, 45.0, 50.0, 60.0, 80.0, 100.0, 150.0, 250.0, 500.0,
+            1000.0, 5000.0,
+        ];
         let m = Self {
             redis_up: Gauge::default(),
             is_primary: Gauge::default(),
@@ -32,7 +35,7 @@ impl AgentMetrics {
             link_up: Gauge::default(),
             lag_bytes: Gauge::default(),
             lag_ms: Gauge::default(),
-            heartbeat_lag: Histogram::new(buckets.into_iter()),
+            heartbeat_lag: Histogram::new(buckets),
             sync_full: Gauge::default(),
             sync_partial_ok: Gauge::default(),
             sync_partial_err: Gauge::default(),
@@ -40,20 +43,52 @@ impl AgentMetrics {
             reconcile_actions: Gauge::default(),
         };
         let r = registry;
-        r.register("redis_up", "1 when the agent reaches its Redis", m.redis_up.clone());
-        r.register("is_primary", "1 when this region's Redis is the primary", m.is_primary.clone());
+        r.register(
+            "redis_up",
+            "1 when the agent reaches its Redis",
+            m.redis_up.clone(),
+        );
+        r.register(
+            "is_primary",
+            "1 when this region's Redis is the primary",
+            m.is_primary.clone(),
+        );
         r.register("epoch", "Cluster epoch stored in Redis", m.epoch.clone());
-        r.register("link_up", "1 when this replica's link to the primary is up (1 on the primary)", m.link_up.clone());
-        r.register("replication_lag_bytes", "Primary offset minus this replica's offset", m.lag_bytes.clone());
-        r.register("replication_lag_ms", "Heartbeat lag of this replica in milliseconds", m.lag_ms.clone());
+        r.register(
+            "link_up",
+            "1 when this replica's link to the primary is up (1 on the primary)",
+            m.link_up.clone(),
+        );
+        r.register(
+            "replication_lag_bytes",
+            "Primary offset minus this replica's offset",
+            m.lag_bytes.clone(),
+        );
+        r.register(
+            "replication_lag_ms",
+            "Heartbeat lag of this replica in milliseconds",
+            m.lag_ms.clone(),
+        );
         r.register(
             "heartbeat_lag_ms",
             "Heartbeat lag measured at each heartbeat's arrival, in milliseconds",
             m.heartbeat_lag.clone(),
         );
-        r.register("sync_full", "Full resyncs this primary served (Redis sync_full)", m.sync_full.clone());
-        r.register("sync_partial_ok", "Partial resyncs this primary accepted", m.sync_partial_ok.clone());
-        r.register("sync_partial_err", "Partial resyncs this primary refused", m.sync_partial_err.clone());
+        r.register(
+            "sync_full",
+            "Full resyncs this primary served (Redis sync_full)",
+            m.sync_full.clone(),
+        );
+        r.register(
+            "sync_partial_ok",
+            "Partial resyncs this primary accepted",
+            m.sync_partial_ok.clone(),
+        );
+        r.register(
+            "sync_partial_err",
+            "Partial resyncs this primary refused",
+            m.sync_partial_err.clone(),
+        );
         r.register("keys", "Keys in this region's Redis", m.keys.clone());
         r.register(
             "reconcile_actions",

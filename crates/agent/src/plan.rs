@@ -66,7 +66,10 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Action> {
     if observed.role.as_ref() != Some(&desired.role) {
         actions.push(match &desired.role {
             Role::Primary => Action::Promote,
-            Role::Replica { host, port } => Action::Follow { host: host.clone(), port: *port },
+            Role::Replica { host, port } => Action::Follow {
+                host: host.clone(),
+                port: *port,
+            },
         });
     }
     actions
@@ -128,12 +131,18 @@ mod tests {
     use super::*;
 
     fn replica() -> Role {
-        Role::Replica { host: "127.0.0.1".into(), port: 16000 }
+        Role::Replica {
+            host: "127.0.0.1".into(),
+            port: 16000,
+        }
     }
 
     #[test]
     fn nothing_to_do_when_redis_already_matches() {
-        let desired = Desired { role: replica(), config: vec![("appendonly", "no".into())] };
+        let desired = Desired {
+            role: replica(),
+            config: vec![("appendonly", "no".into())],
+        };
         let observed = Observed {
             role: Some(replica()),
             config: [("appendonly".to_string(), "no".to_string())].into(),
@@ -145,7 +154,10 @@ mod tests {
     fn a_restarted_redis_gets_config_then_role() {
         let desired = Desired {
             role: replica(),
-            config: vec![("masteruser", "georep-replication".into()), ("appendonly", "no".into())],
+            config: vec![
+                ("masteruser", "georep-replication".into()),
+                ("appendonly", "no".into()),
+            ],
         };
         let observed = Observed {
             role: Some(Role::Primary),
@@ -155,18 +167,36 @@ mod tests {
             plan(&desired, &observed),
             vec![
                 Action::ConfigSet("masteruser", "georep-replication".into()),
-                Action::Follow { host: "127.0.0.1".into(), port: 16000 },
+                Action::Follow {
+                    host: "127.0.0.1".into(),
+                    port: 16000
+                },
             ]
         );
     }
 
     #[test]
     fn a_replica_of_the_wrong_address_is_repointed_and_a_primary_promoted() {
-        let wrong = Role::Replica { host: "127.0.0.1".into(), port: 16001 };
-        let observed = Observed { role: Some(wrong), config: HashMap::new() };
-        let desired = Desired { role: replica(), config: vec![] };
-        assert!(matches!(plan(&desired, &observed)[..], [Action::Follow { port: 16000, .. }]));
-        let desired = Desired { role: Role::Primary, config: vec![] };
+        let wrong = Role::Replica {
+            host: "127.0.0.1".into(),
+            port: 16001,
+        };
+        let observed = Observed {
+            role: Some(wrong),
+            config: HashMap::new(),
+        };
+        let desired = Desired {
+            role: replica(),
+            config: vec![],
+        };
+        assert!(matches!(
+            plan(&desired, &observed)[..],
+            [Action::Follow { port: 16000, .. }]
+        ));
+        let desired = Desired {
+            role: Role::Primary,
+            config: vec![],
+        };
         assert_eq!(plan(&desired, &observed), vec![Action::Promote]);
     }
 

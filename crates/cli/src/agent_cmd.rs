@@ -24,7 +24,11 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6379")]
     redis: SocketAddr,
     /// Tunnel key file; repeat during a key rotation (the first is used to dial).
-    #[arg(long = "key", value_name = "FILE", default_value = "/etc/georep/tunnel/key")]
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        default_value = "/etc/georep/tunnel/key"
+    )]
     keys: Vec<PathBuf>,
     /// Directory holding admin.password, replication.password and app.password.
     #[arg(long, value_name = "DIR", default_value = "/etc/georep/credentials")]
@@ -52,10 +56,18 @@ pub(crate) struct AgentArgs {
 impl AgentArgs {
     fn into_config(self) -> anyhow::Result<agent::AgentConfig> {
         let topology = Topology::load(&self.topology)?;
-        let region = topology.region(&self.region).map(|r| r.index).ok_or_else(|| {
-            let names: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
-            anyhow!("--region {:?} is not in {} (regions: {})", self.region, self.topology.display(), names.join(", "))
-        })?;
+        let region = topology
+            .region(&self.region)
+            .map(|r| r.index)
+            .ok_or_else(|| {
+                let names: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
+                anyhow!(
+                    "--region {:?} is not in {} (regions: {})",
+                    self.region,
+                    self.topology.display(),
+                    names.join(", ")
+                )
+            })?;
         let keys = self
             .keys
             .iter()
@@ -65,15 +77,29 @@ impl AgentArgs {
         let mut peer_endpoints = topology
             .regions
             .iter()
-            .map(|r| r.endpoint.parse::<Address>().with_context(|| format!("endpoint of region {}", r.name)))
+            .map(|r| {
+                r.endpoint
+                    .parse::<Address>()
+                    .with_context(|| format!("endpoint of region {}", r.name))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for o in &self.peer_endpoints {
-            let (name, addr) = o.split_once('=').ok_or_else(|| anyhow!("--peer-endpoint {o:?}: expected REGION=ADDR"))?;
-            let r = topology.region(name).ok_or_else(|| anyhow!("--peer-endpoint: no region {name:?}"))?;
-            peer_endpoints[r.index] = addr.parse().with_context(|| format!("--peer-endpoint {o}"))?;
+            let (name, addr) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--peer-endpoint {o:?}: expected REGION=ADDR"))?;
+            let r = topology
+                .region(name)
+                .ok_or_else(|| anyhow!("--peer-endpoint: no region {name:?}"))?;
+            peer_endpoints[r.index] = addr
+                .parse()
+                .with_context(|| format!("--peer-endpoint {o}"))?;
         }
         if usize::from(self.peer_port_base) + topology.regions.len() > usize::from(u16::MAX) {
-            anyhow::bail!("--peer-port-base {} leaves no room for {} regions", self.peer_port_base, topology.regions.len());
+            anyhow::bail!(
+                "--peer-port-base {} leaves no room for {} regions",
+                self.peer_port_base,
+                topology.regions.len()
+            );
         }
         Ok(agent::AgentConfig {
             region,
@@ -94,10 +120,12 @@ impl AgentArgs {
 
 pub(crate) fn main(args: AgentArgs) -> Result<(), Failure> {
     let config = args.into_config().map_err(Failure::usage)?;
-    crate::runtime()?.block_on(async {
-        let shutdown = crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
-        agent::run(config, shutdown).await?;
-        Ok::<_, anyhow::Error>(())
-    })
-    .map_err(Failure::runtime)
+    crate::runtime()?
+        .block_on(async {
+            let shutdown =
+                crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+            agent::run(config, shutdown).await?;
+            Ok::<_, anyhow::Error>(())
+        })
+        .map_err(Failure::runtime)
 }

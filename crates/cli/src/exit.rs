@@ -12,12 +12,18 @@ pub(crate) struct Failure {
 impl Failure {
     /// Bad flags, environment or files: the operator must fix the configuration.
     pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Self { error: error.into(), code: 64 }
+        Self {
+            error: error.into(),
+            code: 64,
+        }
     }
 
     /// Anything that went wrong while running.
     pub(crate) fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Self { error: error.into(), code: 1 }
+        Self {
+            error: error.into(),
+            code: 1,
+        }
     }
 
     pub(crate) fn report(self) -> ExitCode {

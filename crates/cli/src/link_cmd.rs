@@ -36,7 +36,10 @@ pub(crate) fn main(args: LinkArgs) -> Result<(), Failure> {
     let topology = Topology::load(&args.topology).map_err(Failure::usage)?;
     for r in [&args.a, &args.b] {
         if topology.region(r).is_none() {
-            return Err(Failure::usage(anyhow!("no region {r:?} in {}", args.topology.display())));
+            return Err(Failure::usage(anyhow!(
+                "no region {r:?} in {}",
+                args.topology.display()
+            )));
         }
     }
     let control = SocketAddr::from(([127, 0, 0, 1], topology.local.control_port()));
@@ -46,8 +49,17 @@ pub(crate) fn main(args: LinkArgs) -> Result<(), Failure> {
     };
     let path = format!("/links/{}/{}/{action}", args.a, args.b);
     let response = crate::runtime()?
-        .block_on(local::http::request(control, "POST", &path, Duration::from_secs(3)))
-        .map_err(|e| Failure::runtime(anyhow!("is `georep up` running? control API {control}: {e}")))?;
+        .block_on(local::http::request(
+            control,
+            "POST",
+            &path,
+            Duration::from_secs(3),
+        ))
+        .map_err(|e| {
+            Failure::runtime(anyhow!(
+                "is `georep up` running? control API {control}: {e}"
+            ))
+        })?;
     if response.status != 200 {
         return Err(Failure::runtime(anyhow!("{}", response.body.trim())));
     }

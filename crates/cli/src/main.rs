@@ -64,7 +64,10 @@ fn main() -> std::process::ExitCode {
 
 /// The multi-threaded runtime every long-running subcommand uses.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Failure::runtime)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::runtime)
 }
 
 fn keygen(path: &std::path::Path) -> Result<(), Failure> {

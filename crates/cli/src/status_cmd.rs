@@ -32,14 +32,22 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
     let topology = Topology::load(&args.topology).map_err(Failure::usage)?;
     let mut agents = view::local_agents(&topology);
     for a in &args.agents {
-        let parsed = a.split_once('=').and_then(|(n, addr)| Some((n, addr.parse::<SocketAddr>().ok()?)));
-        let (name, addr) = parsed.ok_or_else(|| Failure::usage(anyhow!("--agent {a:?}: expected REGION=HOST:PORT")))?;
-        let slot = agents.iter_mut().find(|(n, _)| n == name).ok_or_else(|| Failure::usage(anyhow!("--agent: no region {name:?}")))?;
+        let parsed = a
+            .split_once('=')
+            .and_then(|(n, addr)| Some((n, addr.parse::<SocketAddr>().ok()?)));
+        let (name, addr) = parsed
+            .ok_or_else(|| Failure::usage(anyhow!("--agent {a:?}: expected REGION=HOST:PORT")))?;
+        let slot = agents
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Failure::usage(anyhow!("--agent: no region {name:?}")))?;
         slot.1 = addr;
     }
     let local_mode = args.agents.is_empty();
     let credentials = local_mode.then(|| {
-        local::layout::Layout::new(&topology.local.data_dir).map(|l| l.secrets()).unwrap_or_default()
+        local::layout::Layout::new(&topology.local.data_dir)
+            .map(|l| l.secrets())
+            .unwrap_or_default()
     });
     let unhealthy = crate::runtime()?
         .block_on(async {
@@ -47,14 +55,21 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
             loop {
                 let rows = view::fetch(&agents).await;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&view::json(&rows, credentials.as_deref()))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&view::json(&rows, credentials.as_deref()))?
+                    );
                 } else {
                     if args.watch {
                         print!("\x1b[H\x1b[J");
                     }
                     print!("{}", view::table(&rows));
                 }
-                let bad: Vec<String> = rows.iter().filter(|r| r.is_unhealthy()).map(|r| r.name.clone()).collect();
+                let bad: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.is_unhealthy())
+                    .map(|r| r.name.clone())
+                    .collect();
                 if !args.watch {
                     return Ok::<_, anyhow::Error>(bad);
                 }
@@ -68,6 +83,9 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
     if unhealthy.is_empty() {
         Ok(())
     } else {
-        Err(Failure::runtime(anyhow!("unhealthy: {}", unhealthy.join(", "))))
+        Err(Failure::runtime(anyhow!(
+            "unhealthy: {}",
+            unhealthy.join(", ")
+        )))
     }
 }

@@ -90,8 +90,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = number.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let (number, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
         "us" => n / 1e6,
         "ms" => n / 1e3,
@@ -140,7 +145,7 @@ impl TunnelArgs {
             let value = flag
                 .or_else(|| env.var(var))
                 .ok_or_else(|| anyhow!("{name} is required (or {var})"))?;
-            value.parse().with_context(|| format!("{name}"))
+            value.parse().with_context(|| name.to_string())
         };
         let source = address(self.source, "SPIPED_SOURCE_SOCKET", "-s")?;
         let target = address(self.target, "SPIPED_TARGET_SOCKET", "-t")?;
@@ -158,7 +163,9 @@ impl TunnelArgs {
         let timeout = match self.timeout {
             Some(t) => t,
             None => match env.var("SPIPED_TIMEOUT") {
-                Some(v) => v.parse().with_context(|| format!("SPIPED_TIMEOUT {v:?} is not a number"))?,
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("SPIPED_TIMEOUT {v:?} is not a number"))?,
                 None => 0.0,
             },
         };
@@ -185,7 +192,11 @@ impl TunnelArgs {
             None => Some(100),
         };
         // As in spiped, 0 means "the default".
-        config.timeout = if timeout == 0.0 { Duration::from_secs(5) } else { seconds(timeout, "-o")? };
+        config.timeout = if timeout == 0.0 {
+            Duration::from_secs(5)
+        } else {
+            seconds(timeout, "-o")?
+        };
         config.keepalive = !self.no_keepalive;
         config.resolve_every = match (self.no_resolve, self.resolve_every) {
             (true, _) => None,
@@ -196,7 +207,11 @@ impl TunnelArgs {
         config.coalesce = self.coalesce;
         config.shutdown_grace = self.shutdown_grace;
         let _ = (self.foreground, self.pidfile);
-        Ok(Resolved { source, config, metrics: self.metrics })
+        Ok(Resolved {
+            source,
+            config,
+            metrics: self.metrics,
+        })
     }
 }
 
@@ -206,12 +221,19 @@ pub(crate) fn main(args: TunnelArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let resolved = args.resolve(&ProcessEnv).map_err(Failure::usage)?;
-    crate::runtime()?.block_on(serve(resolved)).map_err(Failure::runtime)
+    crate::runtime()?
+        .block_on(serve(resolved))
+        .map_err(Failure::runtime)
 }
 
 async fn serve(resolved: Resolved) -> anyhow::Result<()> {
-    let Resolved { source, config, metrics } = resolved;
-    let shutdown = crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+    let Resolved {
+        source,
+        config,
+        metrics,
+    } = resolved;
+    let shutdown =
+        crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
     let listener = Listener::bind(&source)
         .await
         .with_context(|| format!("cannot listen on {source}"))?;
@@ -223,7 +245,11 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "serving metrics at /metrics");
-        tokio::spawn(tunnel::metrics::serve(metrics_listener, Arc::new(registry), shutdown.clone()));
+        tokio::spawn(tunnel::metrics::serve(
+            metrics_listener,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
     }
 
     let key_ids: Vec<String> = config.keys.iter().map(|k| k.fingerprint()).collect();
@@ -279,7 +305,23 @@ mod tests {
         let key = key_file();
         let k = key.path().to_str().unwrap();
         let r = parse(
-            &["-d", "-s", "[0.0.0.0]:56379", "-t", "[127.0.0.1]:6379", "-k", k, "-g", "-n", "0", "-o", "2.5", "-j", "-R", "-F"],
+            &[
+                "-d",
+                "-s",
+                "[0.0.0.0]:56379",
+                "-t",
+                "[127.0.0.1]:6379",
+                "-k",
+                k,
+                "-g",
+                "-n",
+                "0",
+                "-o",
+                "2.5",
+                "-j",
+                "-R",
+                "-F",
+            ],
             &HashMap::new(),
         )
         .unwrap();
@@ -309,7 +351,10 @@ mod tests {
         assert_eq!(r.config.max_connections, Some(100));
         // Flags override the environment.
         let r = parse(&["-e", "-o", "1"], &env).unwrap();
-        assert_eq!((r.config.mode, r.config.timeout), (Mode::Encrypt, Duration::from_secs(1)));
+        assert_eq!(
+            (r.config.mode, r.config.timeout),
+            (Mode::Encrypt, Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -317,9 +362,15 @@ mod tests {
         let key = key_file();
         let k = key.path().to_str().unwrap();
         let none = HashMap::new();
-        let err = |argv: &[&str], env: &HashMap<&str, &str>| format!("{:#}", parse(argv, env).err().unwrap());
+        let err = |argv: &[&str], env: &HashMap<&str, &str>| {
+            format!("{:#}", parse(argv, env).err().unwrap())
+        };
         assert!(err(&["-s", "[::1]:1", "-t", "/x", "-k", k], &none).contains("-e or -d"));
-        assert!(err(&["-e", "-f", "-g", "-s", "[::1]:1", "-t", "/x", "-k", k], &none).contains("cannot be used"));
+        assert!(err(
+            &["-e", "-f", "-g", "-s", "[::1]:1", "-t", "/x", "-k", k],
+            &none
+        )
+        .contains("cannot be used"));
         assert!(err(&["-e", "-s", "nope", "-t", "/x", "-k", k], &none).contains("invalid address"));
         assert!(err(&["-e", "-s", "[::1]:1", "-t", "/x"], &none).contains("georep keygen"));
         assert!(err(&[], &HashMap::from([("SPIPED_MODE", "x")])).contains("SPIPED_MODE"));
@@ -327,8 +378,24 @@ mod tests {
         std::fs::write(short.path(), b"short").unwrap();
         let s = short.path().to_str().unwrap();
         let e = err(&["-e", "-s", "[::1]:1", "-t", "/x", "-k", s], &none);
-        assert!(e.contains("5 bytes") && e.contains(s) && e.contains("--allow-short-key"), "{e}");
-        assert!(parse(&["-e", "-s", "[::1]:1", "-t", "/x", "-k", s, "--allow-short-key"], &none).is_ok());
+        assert!(
+            e.contains("5 bytes") && e.contains(s) && e.contains("--allow-short-key"),
+            "{e}"
+        );
+        assert!(parse(
+            &[
+                "-e",
+                "-s",
+                "[::1]:1",
+                "-t",
+                "/x",
+                "-k",
+                s,
+                "--allow-short-key"
+            ],
+            &none
+        )
+        .is_ok());
     }
 
     #[test]

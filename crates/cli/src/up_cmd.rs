@@ -28,16 +28,26 @@ pub(crate) fn main(args: UpArgs) -> Result<(), Failure> {
             "redis-server not found on PATH: install it with `sudo apt-get install -y redis-server redis-tools`"
         ))
     })?;
-    let georep = std::env::current_exe().context("cannot locate the georep binary").map_err(Failure::runtime)?;
+    let georep = std::env::current_exe()
+        .context("cannot locate the georep binary")
+        .map_err(Failure::runtime)?;
     crate::runtime()?
-        .block_on(run(Options { topology, georep, redis_server }))
+        .block_on(run(Options {
+            topology,
+            georep,
+            redis_server,
+        }))
         .map_err(Failure::runtime)
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let mut shutdown = crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+    let mut shutdown =
+        crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
     let name = options.topology.name.clone();
-    println!("starting {name}: {} regions…", options.topology.regions.len());
+    println!(
+        "starting {name}: {} regions…",
+        options.topology.regions.len()
+    );
     let cluster = Cluster::start(options).await?;
     intro(&cluster);
     let agents = view::local_agents(cluster.topology());
@@ -84,10 +94,17 @@ fn cluster_dir_hint() -> String {
 fn intro(cluster: &Cluster) {
     let t = cluster.topology();
     let secrets = cluster.layout().secrets();
-    println!("\n{} is up. Applications connect per region as user `app`:", t.name);
+    println!(
+        "\n{} is up. Applications connect per region as user `app`:",
+        t.name
+    );
     for r in &t.regions {
         let port = t.local.ports(r.index).redis;
-        let role = if r.index == t.primary { "primary (writes)" } else { "replica (reads)" };
+        let role = if r.index == t.primary {
+            "primary (writes)"
+        } else {
+            "replica (reads)"
+        };
         println!("  {:<16} {:<17} 127.0.0.1:{port}", r.name, role);
     }
     let first = t.local.ports(t.primary).redis;
@@ -95,6 +112,12 @@ fn intro(cluster: &Cluster) {
         "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n",
         secrets.join("app.password").display()
     );
-    println!("Cut the WAN between two regions: georep link cut {} {}", t.regions[0].name, t.regions[1].name);
-    println!("Status from another terminal:    georep status {}\n", t.source.display());
+    println!(
+        "Cut the WAN between two regions: georep link cut {} {}",
+        t.regions[0].name, t.regions[1].name
+    );
+    println!(
+        "Status from another terminal:    georep status {}\n",
+        t.source.display()
+    );
 }

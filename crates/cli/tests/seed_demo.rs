@@ -13,7 +13,10 @@ fn the_seed_demo_replicates_through_the_tunnel_and_cleans_up() {
         .expect("run seed-demo.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "seed demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "seed demo failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("1001 keys"), "{stdout}");
     assert!(stdout.contains("link=up"), "{stdout}");
     assert!(stdout.contains("lag_bytes=0"), "{stdout}");

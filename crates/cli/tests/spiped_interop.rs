@@ -5,14 +5,20 @@
 mod common;
 
 use common::*;
-use testkit::servers::Server;
 use testkit::payload;
+use testkit::servers::Server;
 
 const BULK: usize = 64 << 20;
 
 fn require_spiped() {
-    let found = std::process::Command::new("spiped").arg("-v").output().is_ok();
-    assert!(found, "C spiped is not installed: `apt-get install spiped` (CI's .ci/run does this)");
+    let found = std::process::Command::new("spiped")
+        .arg("-v")
+        .output()
+        .is_ok();
+    assert!(
+        found,
+        "C spiped is not installed: `apt-get install spiped` (CI's .ci/run does this)"
+    );
 }
 
 async fn bulk_both_ways(e: Impl, d: Impl, flags: &[&str]) {
@@ -23,7 +29,11 @@ async fn bulk_both_ways(e: Impl, d: Impl, flags: &[&str]) {
     let data = payload(BULK, 0x5eed);
     // The echo server returns every byte: 64 MiB up through the tunnel, 64 MiB back down.
     let got = round_trip(p.e.addr, &data).await.unwrap();
-    assert_eq!(got.len(), data.len(), "{e:?} -e → {d:?} -d {flags:?}: length differs");
+    assert_eq!(
+        got.len(),
+        data.len(),
+        "{e:?} -e → {d:?} -d {flags:?}: length differs"
+    );
     assert!(got == data, "{e:?} -e → {d:?} -d {flags:?}: bytes differ");
 }
 
@@ -61,7 +71,11 @@ async fn forward_secrecy_settings_mix_as_in_spiped() {
     ] {
         let p = pair(e, d, echo.addr, &key, e_flags, d_flags).await;
         let got = round_trip(p.e.addr, b"ping").await.unwrap_or_default();
-        assert_eq!(got == b"ping", works, "{e:?} {e_flags:?} → {d:?} {d_flags:?}");
+        assert_eq!(
+            got == b"ping",
+            works,
+            "{e:?} {e_flags:?} → {d:?} {d_flags:?}"
+        );
     }
 }
 
@@ -81,7 +95,9 @@ async fn half_close_crosses_implementations() {
                 if got.is_empty() {
                     continue; // a readiness probe
                 }
-                s.write_all(&payload(100_000, got.len() as u64)).await.unwrap();
+                s.write_all(&payload(100_000, got.len() as u64))
+                    .await
+                    .unwrap();
                 s.shutdown().await.unwrap();
                 return got;
             }
@@ -90,8 +106,14 @@ async fn half_close_crosses_implementations() {
         let p = pair(e, d, target, &key, &[], &[]).await;
         let sent = payload(70_000, 3);
         let got = round_trip(p.e.addr, &sent).await.unwrap();
-        assert!(server.await.unwrap() == sent, "{e:?} → {d:?}: request differs");
-        assert!(got == payload(100_000, 70_000), "{e:?} → {d:?}: reply after half-close lost");
+        assert!(
+            server.await.unwrap() == sent,
+            "{e:?} → {d:?}: request differs"
+        );
+        assert!(
+            got == payload(100_000, 70_000),
+            "{e:?} → {d:?}: reply after half-close lost"
+        );
     }
 }
 
@@ -106,8 +128,16 @@ async fn a_wrong_key_fails_against_spiped_too() {
     let e = endpoint(Impl::Georep, "-e", d.addr, &[&b], &["-o", "1"]).await;
     let got = round_trip(e.addr, b"secret").await.unwrap_or_default();
     assert!(got.is_empty());
-    assert!(target.received().iter().all(Vec::is_empty), "bytes reached the target");
+    assert!(
+        target.received().iter().all(Vec::is_empty),
+        "bytes reached the target"
+    );
     let m = e.metrics.unwrap();
     // spiped drops the connection on the bad MAC; our client sees it closed mid-handshake.
-    metric_eventually(m, "georep_tunnel_handshake_failures_total{reason=\"closed\"}", |v| v >= 1.0).await;
+    metric_eventually(
+        m,
+        "georep_tunnel_handshake_failures_total{reason=\"closed\"}",
+        |v| v >= 1.0,
+    )
+    .await;
 }

@@ -23,7 +23,12 @@ async fn carries_data_both_ways_and_half_closes() {
         assert!(got == data, "{size} bytes did not come back intact");
     }
     let m = p.e.metrics.unwrap();
-    let sent = metric_eventually(m, "georep_tunnel_plaintext_bytes_total{direction=\"outbound\"}", |v| v > 0.0).await;
+    let sent = metric_eventually(
+        m,
+        "georep_tunnel_plaintext_bytes_total{direction=\"outbound\"}",
+        |v| v > 0.0,
+    )
+    .await;
     assert_eq!(sent as usize, 1 + 1023 + 1024 + 1025 + (8 << 20));
 }
 
@@ -61,13 +66,28 @@ async fn wrong_key_is_refused_and_nothing_reaches_the_target() {
     let started = Instant::now();
     let mut c = TcpStream::connect(e.addr).await.unwrap();
     let _ = c.write_all(b"SET secret value\r\n").await;
-    assert!(closed_within(&mut c, Duration::from_secs(3)).await, "connection not closed");
+    assert!(
+        closed_within(&mut c, Duration::from_secs(3)).await,
+        "connection not closed"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     let m = d.metrics.unwrap();
-    metric_eventually(m, "georep_tunnel_handshake_failures_total{reason=\"bad_mac\"}", |v| v == 1.0).await;
-    assert_eq!(target.accepted(), 0, "the decrypting side must not even dial the target");
+    metric_eventually(
+        m,
+        "georep_tunnel_handshake_failures_total{reason=\"bad_mac\"}",
+        |v| v == 1.0,
+    )
+    .await;
+    assert_eq!(
+        target.accepted(),
+        0,
+        "the decrypting side must not even dial the target"
+    );
     let log = d.proc.stderr();
-    assert!(log.contains("handshake failed") && log.contains("bad_mac") && log.contains("127.0.0.1:"), "{log}");
+    assert!(
+        log.contains("handshake failed") && log.contains("bad_mac") && log.contains("127.0.0.1:"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,37 +102,66 @@ async fn a_flipped_byte_drops_the_connection_and_only_a_prefix_arrives() {
     // Server → client: nonce 0..32, DH message 32..320.
     let handshake_up = [0, 31, 32, 200, 319];
     let handshake_down = [0, 17, 32, 250, 319];
-    let data_up = [320, 320 + 1059, 320 + 1060 * 3 + 500, 320 + 1060 * 10 + 1030];
+    let data_up = [
+        320,
+        320 + 1059,
+        320 + 1060 * 3 + 500,
+        320 + 1060 * 10 + 1030,
+    ];
     let cases = handshake_up
         .iter()
         .map(|&o| (Way::Up, o, true))
         .chain(handshake_down.iter().map(|&o| (Way::Down, o, true)))
         .chain(data_up.iter().map(|&o| (Way::Up, o, false)));
     for (way, offset, in_handshake) in cases {
-        proxy.set_fault(Fault::Flip { way, offset, mask: 0x40 });
+        proxy.set_fault(Fault::Flip {
+            way,
+            offset,
+            mask: 0x40,
+        });
         let accepted_before = target.accepted();
         let result = round_trip(e.addr, &data).await;
-        assert!(!matches!(&result, Ok(got) if *got == data), "flip at {way:?}:{offset} went unnoticed");
+        assert!(
+            !matches!(&result, Ok(got) if *got == data),
+            "flip at {way:?}:{offset} went unnoticed"
+        );
         // The trial is over once neither endpoint holds a connection and the target has read
         // everything it was sent.
         for m in [e.metrics.unwrap(), d.metrics.unwrap()] {
             metric_eventually(m, "georep_tunnel_connections_active", |v| v == 0.0).await;
         }
-        eventually("target drained", || async { (target.finished() == target.accepted()).then_some(()) }).await;
+        eventually("target drained", || async {
+            (target.finished() == target.accepted()).then_some(())
+        })
+        .await;
         let delivered = if target.accepted() > accepted_before {
             target.received().last().cloned().unwrap_or_default()
         } else {
             Vec::new()
         };
-        assert!(delivered.len() < data.len(), "flip at {way:?}:{offset}: everything arrived");
-        assert!(data.starts_with(&delivered), "flip at {way:?}:{offset}: not a prefix");
+        assert!(
+            delivered.len() < data.len(),
+            "flip at {way:?}:{offset}: everything arrived"
+        );
+        assert!(
+            data.starts_with(&delivered),
+            "flip at {way:?}:{offset}: not a prefix"
+        );
         if in_handshake {
             assert!(delivered.is_empty(), "flip in the handshake delivered data");
         }
     }
     let m = d.metrics.unwrap();
     let text = scrape(m).await;
-    assert!(metric(&text, "georep_tunnel_stream_errors_total{reason=\"bad_mac\"}").unwrap_or(0.0) >= 4.0, "{text}");
+    assert!(
+        metric(
+            &text,
+            "georep_tunnel_stream_errors_total{reason=\"bad_mac\"}"
+        )
+        .unwrap_or(0.0)
+            >= 4.0,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,8 +174,16 @@ async fn a_peer_stalling_mid_handshake_is_cut_at_the_timeout() {
     let started = Instant::now();
     assert!(closed_within(&mut c, Duration::from_secs(4)).await);
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
-    metric_eventually(d.metrics.unwrap(), "georep_tunnel_handshake_failures_total{reason=\"timeout\"}", |v| v == 1.0).await;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    metric_eventually(
+        d.metrics.unwrap(),
+        "georep_tunnel_handshake_failures_total{reason=\"timeout\"}",
+        |v| v == 1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,7 +191,14 @@ async fn the_connection_limit_holds_under_a_flood_and_the_tunnel_recovers() {
     let (_dir, key) = key_dir();
     let echo = Server::echo().await;
     let d = endpoint(Impl::Georep, "-d", echo.addr, &[&key], &["-n", "4", "-f"]).await;
-    let e = endpoint(Impl::Georep, "-e", d.addr, &[&key], &["-n", "0", "-o", "1", "-f"]).await;
+    let e = endpoint(
+        Impl::Georep,
+        "-e",
+        d.addr,
+        &[&key],
+        &["-n", "0", "-o", "1", "-f"],
+    )
+    .await;
     let mut held = Vec::new();
     for i in 0..4u8 {
         let mut c = TcpStream::connect(e.addr).await.unwrap();
@@ -167,12 +231,19 @@ async fn the_connection_limit_holds_under_a_flood_and_the_tunnel_recovers() {
     assert_eq!(served, 0, "a connection beyond -n 4 was served");
     let m = d.metrics.unwrap();
     let text = scrape(m).await;
-    assert_eq!(metric(&text, "georep_tunnel_connections_active"), Some(4.0), "{text}");
+    assert_eq!(
+        metric(&text, "georep_tunnel_connections_active"),
+        Some(4.0),
+        "{text}"
+    );
     assert!(metric(&text, "georep_tunnel_connection_limit_waits_total").unwrap() >= 1.0);
     drop(held);
     // Recovered: new clients are served again.
     let got = eventually("tunnel serves again", || async {
-        round_trip(e.addr, b"again").await.ok().filter(|g| g == b"again")
+        round_trip(e.addr, b"again")
+            .await
+            .ok()
+            .filter(|g| g == b"again")
     })
     .await;
     assert_eq!(got, b"again");
@@ -182,7 +253,15 @@ async fn the_connection_limit_holds_under_a_flood_and_the_tunnel_recovers() {
 async fn ten_thousand_connections_leak_no_file_descriptors() {
     let (_dir, key) = key_dir();
     let echo = Server::echo().await;
-    let p = pair(Impl::Georep, Impl::Georep, echo.addr, &key, &["-f", "-n", "0"], &["-f", "-n", "0"]).await;
+    let p = pair(
+        Impl::Georep,
+        Impl::Georep,
+        echo.addr,
+        &key,
+        &["-f", "-n", "0"],
+        &["-f", "-n", "0"],
+    )
+    .await;
     round_trip(p.e.addr, b"warm").await.unwrap();
     let (e0, d0) = (p.e.proc.open_fds(), p.d.proc.open_fds());
     let workers: Vec<_> = (0..8)
@@ -219,7 +298,15 @@ async fn ten_thousand_connections_leak_no_file_descriptors() {
 async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
     let (_dir, key) = key_dir();
     let echo = Server::echo().await;
-    let mut p = pair(Impl::Georep, Impl::Georep, echo.addr, &key, &["--shutdown-grace", "30s"], &[]).await;
+    let mut p = pair(
+        Impl::Georep,
+        Impl::Georep,
+        echo.addr,
+        &key,
+        &["--shutdown-grace", "30s"],
+        &[],
+    )
+    .await;
     let mut open = TcpStream::connect(p.e.addr).await.unwrap();
     open.write_all(b"before").await.unwrap();
     let mut b = [0u8; 6];
@@ -227,31 +314,55 @@ async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
 
     p.e.proc.signal(Signal::SIGTERM);
     let addr = p.e.addr;
-    eventually("listener closed", || async move { TcpStream::connect(addr).await.err().map(drop) }).await;
+    eventually("listener closed", || async move {
+        TcpStream::connect(addr).await.err().map(drop)
+    })
+    .await;
     // The open connection still works, both ways.
     open.write_all(b"after").await.unwrap();
     let mut b = [0u8; 5];
     open.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"after");
-    assert_eq!(p.e.proc.exited_within(Duration::from_millis(300)).await, None, "exited with a connection open");
+    assert_eq!(
+        p.e.proc.exited_within(Duration::from_millis(300)).await,
+        None,
+        "exited with a connection open"
+    );
     drop(open);
-    assert_eq!(p.e.proc.exited_within(Duration::from_secs(5)).await, Some(0));
+    assert_eq!(
+        p.e.proc.exited_within(Duration::from_secs(5)).await,
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drain_is_bounded_by_the_grace_period() {
     let (_dir, key) = key_dir();
     let echo = Server::echo().await;
-    let mut p = pair(Impl::Georep, Impl::Georep, echo.addr, &key, &["--shutdown-grace", "1s"], &[]).await;
+    let mut p = pair(
+        Impl::Georep,
+        Impl::Georep,
+        echo.addr,
+        &key,
+        &["--shutdown-grace", "1s"],
+        &[],
+    )
+    .await;
     let mut open = TcpStream::connect(p.e.addr).await.unwrap();
     open.write_all(b"x").await.unwrap();
     let mut b = [0u8; 1];
     open.read_exact(&mut b).await.unwrap();
     let started = Instant::now();
     p.e.proc.signal(Signal::SIGTERM);
-    assert_eq!(p.e.proc.exited_within(Duration::from_secs(5)).await, Some(0));
+    assert_eq!(
+        p.e.proc.exited_within(Duration::from_secs(5)).await,
+        Some(0)
+    );
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     assert!(closed_within(&mut open, Duration::from_secs(2)).await);
 }
 
@@ -270,17 +381,34 @@ async fn the_server_accepts_every_key_of_a_rotation_and_logs_which() {
         metric_eventually(d.metrics.unwrap(), &series, |v| v == 1.0).await;
     }
     let e = endpoint(Impl::Georep, "-e", d.addr, &[&stranger], &[]).await;
-    assert!(round_trip(e.addr, b"hello").await.map(|g| g.is_empty()).unwrap_or(true));
+    assert!(round_trip(e.addr, b"hello")
+        .await
+        .map(|g| g.is_empty())
+        .unwrap_or(true));
     let log = d.proc.stderr();
-    assert!(log.contains("key_index=1") && log.contains("key_index=0"), "{log}");
+    assert!(
+        log.contains("key_index=1") && log.contains("key_index=0"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_secrecy_required_refuses_a_peer_without_it() {
     let (_dir, key) = key_dir();
     let echo = Server::echo().await;
-    let p = pair(Impl::Georep, Impl::Georep, echo.addr, &key, &["-f"], &["-g"]).await;
-    assert!(round_trip(p.e.addr, b"x").await.map(|g| g.is_empty()).unwrap_or(true));
+    let p = pair(
+        Impl::Georep,
+        Impl::Georep,
+        echo.addr,
+        &key,
+        &["-f"],
+        &["-g"],
+    )
+    .await;
+    assert!(round_trip(p.e.addr, b"x")
+        .await
+        .map(|g| g.is_empty())
+        .unwrap_or(true));
     let series = "georep_tunnel_handshake_failures_total{reason=\"forward_secrecy_required\"}";
     metric_eventually(p.d.metrics.unwrap(), series, |v| v == 1.0).await;
 }
@@ -292,8 +420,23 @@ async fn unix_socket_addresses_work_on_both_sides() {
     let d = endpoint(Impl::Georep, "-d", echo.addr, &[&key], &[]).await;
     let sock = dir.path().join("plain.sock");
     let s = sock.to_str().unwrap();
-    let _e = Proc::spawn(GEOREP, &["tunnel", "-e", "-s", s, "-t", &testkit::spiped_addr(d.addr), "-k", key.to_str().unwrap()]);
-    let mut c = eventually("unix listener", || async { tokio::net::UnixStream::connect(&sock).await.ok() }).await;
+    let _e = Proc::spawn(
+        GEOREP,
+        &[
+            "tunnel",
+            "-e",
+            "-s",
+            s,
+            "-t",
+            &testkit::spiped_addr(d.addr),
+            "-k",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut c = eventually("unix listener", || async {
+        tokio::net::UnixStream::connect(&sock).await.ok()
+    })
+    .await;
     c.write_all(b"over unix").await.unwrap();
     c.shutdown().await.unwrap();
     let mut got = Vec::new();
@@ -326,13 +469,19 @@ async fn keygen_writes_a_0400_key_and_never_overwrites() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tunnel.key");
-    let out = std::process::Command::new(GEOREP).args(["keygen", path.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(GEOREP)
+        .args(["keygen", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o400);
     assert_eq!(meta.len(), 32);
     let before = std::fs::read(&path).unwrap();
-    let again = std::process::Command::new(GEOREP).args(["keygen", path.to_str().unwrap()]).output().unwrap();
+    let again = std::process::Command::new(GEOREP)
+        .args(["keygen", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -343,12 +492,24 @@ async fn a_short_key_is_refused_with_exit_64_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let short = testkit::key_file(dir.path(), "short.key", 1, 16);
     let out = std::process::Command::new(GEOREP)
-        .args(["tunnel", "-d", "-s", "[127.0.0.1]:1", "-t", "[127.0.0.1]:2", "-k", short.to_str().unwrap()])
+        .args([
+            "tunnel",
+            "-d",
+            "-s",
+            "[127.0.0.1]:1",
+            "-t",
+            "[127.0.0.1]:2",
+            "-k",
+            short.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("short.key") && err.contains("16 bytes"), "{err}");
+    assert!(
+        err.contains("short.key") && err.contains("16 bytes"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -359,8 +520,16 @@ async fn secrets_never_reach_the_logs() {
     d.env("RUST_LOG", "trace");
     let d_addr = testkit::free_addr();
     let d = Proc::spawn_with(d.args([
-        "tunnel", "--log-format", "json", "-d", "-s", &testkit::spiped_addr(d_addr), "-t",
-        &testkit::spiped_addr(echo.addr), "-k", key.to_str().unwrap(),
+        "tunnel",
+        "--log-format",
+        "json",
+        "-d",
+        "-s",
+        &testkit::spiped_addr(d_addr),
+        "-t",
+        &testkit::spiped_addr(echo.addr),
+        "-k",
+        key.to_str().unwrap(),
     ]));
     testkit::wait_listening(d_addr).await;
     let e = endpoint(Impl::Georep, "-e", d_addr, &[&key], &[]).await;
@@ -371,6 +540,9 @@ async fn secrets_never_reach_the_logs() {
         assert!(!log.contains(&hex[..16]), "key material in the log");
     }
     let json = d.stderr();
-    assert!(json.lines().any(|l| l.contains("handshake complete")), "{json}");
+    assert!(
+        json.lines().any(|l| l.contains("handshake complete")),
+        "{json}"
+    );
     assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
 }

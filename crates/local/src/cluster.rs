@@ -88,14 +88,22 @@ pub struct Cluster {
     links: Arc<Vec<(usize, usize, LinkHandle)>>,
     stop_tx: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
+    georep: PathBuf,
+    control: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cluster {
     /// Prepares the data directory, starts the WAN links, every Redis, then every agent.
     pub async fn start(options: Options) -> Result<Self, UpError> {
-        let Options { topology, georep, redis_server } = options;
+        let Options {
+            topology,
+            georep,
+            redis_server,
+        } = options;
         let layout = Layout::new(&topology.local.data_dir).map_err(io("data directory"))?;
-        let passwords = layout.prepare(&topology).map_err(io(format!("preparing {}", layout.root.display())))?;
+        let passwords = layout
+            .prepare(&topology)
+            .map_err(io(format!("preparing {}", layout.root.display())))?;
         claim_pid_file(&layout)?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -105,21 +113,41 @@ impl Cluster {
                 if from == to {
                     continue;
                 }
-                let listen = SocketAddr::from(([127, 0, 0, 1], topology.local.wan_listener(from, to)));
+                let listen =
+                    SocketAddr::from(([127, 0, 0, 1], topology.local.wan_listener(from, to)));
                 let upstream = SocketAddr::from(([127, 0, 0, 1], topology.local.ports(to).tunnel));
-                let listener = tokio::net::TcpListener::bind(listen).await.map_err(io(format!("WAN link listener {listen}")))?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(io(format!("WAN link listener {listen}")))?;
                 let p = topology.local.link(from, to);
-                let params = LinkParams { latency: p.latency, jitter: p.jitter, bandwidth: p.bandwidth_bytes_per_sec };
-                let name = format!("{}->{}", topology.regions[from].name, topology.regions[to].name);
-                links.push((from, to, Link::spawn(name, listener, upstream, params, stop_rx.clone())));
+                let params = LinkParams {
+                    latency: p.latency,
+                    jitter: p.jitter,
+                    bandwidth: p.bandwidth_bytes_per_sec,
+                };
+                let name = format!(
+                    "{}->{}",
+                    topology.regions[from].name, topology.regions[to].name
+                );
+                links.push((
+                    from,
+                    to,
+                    Link::spawn(name, listener, upstream, params, stop_rx.clone()),
+                ));
             }
         }
 
         let topology = Arc::new(topology);
         let mut regions = Vec::new();
         for r in &topology.regions {
-            let redis = Supervised::start(redis_spec(&topology, &layout, &passwords, &redis_server, r.index)?)
-                .map_err(io(format!("starting redis-server for {}", r.name)))?;
+            let redis = Supervised::start(redis_spec(
+                &topology,
+                &layout,
+                &passwords,
+                &redis_server,
+                r.index,
+            )?)
+            .map_err(io(format!("starting redis-server for {}", r.name)))?;
             regions.push(redis);
         }
         for r in &topology.regions {
@@ -139,7 +167,19 @@ impl Cluster {
             redis_server,
             Arc::clone(&regions),
         ));
-        let cluster = Self { topology, layout, passwords, regions, links: Arc::new(links), stop_tx, supervisor };
+        let links = Arc::new(links);
+        let control = Mutex::new(None);
+        let cluster = Self {
+            topology,
+            layout,
+            passwords,
+            regions,
+            links,
+            stop_tx,
+            supervisor,
+            georep,
+            control,
+        };
         cluster.serve_control(stop_rx).await?;
         Ok(cluster)
     }
@@ -156,7 +196,10 @@ impl Cluster {
 
     /// The emulated link carrying region `from`'s traffic towards region `to`.
     pub fn link(&self, from: usize, to: usize) -> Option<&LinkHandle> {
-        self.links.iter().find(|(f, t, _)| (*f, *t) == (from, to)).map(|(_, _, l)| l)
+        self.links
+            .iter()
+            .find(|(f, t, _)| (*f, *t) == (from, to))
+            .map(|(_, _, l)| l)
     }
 
     /// Cuts (or heals) both directions between two regions.
@@ -169,6 +212,31 @@ impl Cluster {
         pids(&self.topology, &self.regions).await
     }
 
+    /// Restarts one region's agent with other tunnel keys (the first dials): a local key rotation,
+    /// or a deliberately wrong key to see how a region with a mismatched key looks.
+    pub async fn restart_agent_with_keys(
+        &self,
+        region: usize,
+        keys: &[PathBuf],
+    ) -> std::io::Result<()> {
+        let mut spec = agent_spec(&self.topology, &self.layout, &self.georep, region);
+        let at = spec
+            .args
+            .iter()
+            .position(|a| a == "--key")
+            .expect("agent_spec passes --key");
+        spec.args.drain(at..at + 2);
+        for k in keys.iter().rev() {
+            spec.args.insert(at, k.display().to_string());
+            spec.args.insert(at, "--key".into());
+        }
+        let mut regions = self.regions.lock().await;
+        let agent = &mut regions[region].agent;
+        agent.stop(Duration::from_secs(10)).await;
+        agent.set_spec(spec);
+        agent.restart().await
+    }
+
     /// Admin login for this cluster's Redis servers (tests and tools).
     pub fn admin_login(&self) -> resp::Credentials {
         self.passwords.admin_login()
@@ -176,7 +244,10 @@ impl Cluster {
 
     /// Application login.
     pub fn app_login(&self) -> resp::Credentials {
-        resp::Credentials { user: agent::credentials::APP_USER.into(), password: self.passwords.app.expose().to_owned() }
+        resp::Credentials {
+            user: agent::credentials::APP_USER.into(),
+            password: self.passwords.app.expose().to_owned(),
+        }
     }
 
     /// Stops everything: agents first, then each Redis with `SHUTDOWN SAVE` (replicas before the
@@ -189,12 +260,20 @@ impl Cluster {
             r.agent.stop(Duration::from_secs(10)).await;
         }
         let primary = self.topology.primary;
-        let order = (0..regions.len()).filter(|i| *i != primary).chain([primary]);
+        let order = (0..regions.len())
+            .filter(|i| *i != primary)
+            .chain([primary]);
         for i in order {
             let name = &self.topology.regions[i].name;
             let addr = redis_addr(&self.topology, i);
             let redis = &mut regions[i].redis;
-            let clean = match resp::Conn::connect(addr, Some(&self.passwords.admin_login()), Duration::from_secs(2)).await {
+            let clean = match resp::Conn::connect(
+                addr,
+                Some(&self.passwords.admin_login()),
+                Duration::from_secs(2),
+            )
+            .await
+            {
                 Ok(mut conn) => {
                     // The connection closes as Redis exits; that is the expected "reply".
                     let _ = conn.cmd(&["SHUTDOWN", "SAVE"]).await;
@@ -212,13 +291,29 @@ impl Cluster {
         }
         drop(regions);
         self.stop_tx.send_replace(true);
+        // Release every port before returning, so the cluster can start again at once.
+        for (_, _, link) in self.links.iter() {
+            link.stopped().await;
+        }
+        if let Some(control) = self.control.lock().await.take() {
+            let _ = control.await;
+        }
         let _ = std::fs::remove_file(self.layout.pid_file());
     }
 
     async fn serve_control(&self, stop: watch::Receiver<bool>) -> Result<(), UpError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.topology.local.control_port()));
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io(format!("control API {addr}")))?;
-        tokio::spawn(crate::control::serve(listener, Arc::clone(&self.topology), Arc::clone(&self.links), Arc::clone(&self.regions).into(), stop));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("control API {addr}")))?;
+        let task = tokio::spawn(crate::control::serve(
+            listener,
+            Arc::clone(&self.topology),
+            Arc::clone(&self.links),
+            Arc::clone(&self.regions).into(),
+            stop,
+        ));
+        *self.control.lock().await = Some(task);
         Ok(())
     }
 }
@@ -257,7 +352,11 @@ async fn pids(topology: &Topology, regions: &Mutex<Vec<RegionProcs>>) -> Vec<Pid
         .regions
         .iter()
         .zip(regions.iter())
-        .map(|(r, p)| Pids { region: r.name.clone(), redis: p.redis.pid(), agent: p.agent.pid() })
+        .map(|(r, p)| Pids {
+            region: r.name.clone(),
+            redis: p.redis.pid(),
+            agent: p.agent.pid(),
+        })
         .collect()
 }
 
@@ -275,7 +374,8 @@ fn redis_spec(
 ) -> Result<Spec, UpError> {
     let name = &topology.regions[i].name;
     let dir = layout.region(name);
-    layout::write_private(&dir.join("users.acl"), passwords.acl_file().as_bytes()).map_err(io("writing users.acl"))?;
+    layout::write_private(&dir.join("users.acl"), passwords.acl_file().as_bytes())
+        .map_err(io("writing users.acl"))?;
     // After a clean stop the primary's RDB carries its replication ID and offset, which its AOF
     // does not: load the RDB so replicas resume with partial resyncs; the agent turns the AOF
     // back on (Redis rewrites it from memory). After a crash, the AOF is the durable copy.
@@ -283,7 +383,11 @@ fn redis_spec(
     let append_only = i == topology.primary && !(marker.exists() && dir.join("dump.rdb").exists());
     let _ = std::fs::remove_file(&marker);
     let conf = dir.join("redis.conf");
-    layout::write_private(&conf, layout::redis_conf(topology, i, &dir, append_only).as_bytes()).map_err(io("writing redis.conf"))?;
+    layout::write_private(
+        &conf,
+        layout::redis_conf(topology, i, &dir, append_only).as_bytes(),
+    )
+    .map_err(io("writing redis.conf"))?;
     Ok(Spec {
         name: format!("redis-server {name}"),
         program: redis_server.to_owned(),
@@ -295,7 +399,8 @@ fn redis_spec(
 fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i: usize) -> Spec {
     let name = &topology.regions[i].name;
     let ports = topology.local.ports(i);
-    let source = std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone());
+    let source =
+        std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone());
     let mut args = vec![
         "agent".to_string(),
         "--topology".into(),
@@ -320,19 +425,35 @@ fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i:
     for r in &topology.regions {
         if r.index != i {
             args.push("--peer-endpoint".into());
-            args.push(format!("{}=[127.0.0.1]:{}", r.name, topology.local.wan_listener(i, r.index)));
+            args.push(format!(
+                "{}=[127.0.0.1]:{}",
+                r.name,
+                topology.local.wan_listener(i, r.index)
+            ));
         }
     }
-    Spec { name: format!("agent {name}"), program: georep.to_owned(), args, log: layout.region(name).join("agent.log") }
+    Spec {
+        name: format!("agent {name}"),
+        program: georep.to_owned(),
+        args,
+        log: layout.region(name).join("agent.log"),
+    }
 }
 
-async fn wait_redis_ready(topology: &Topology, layout: &Layout, passwords: &Passwords, i: usize) -> Result<(), UpError> {
+async fn wait_redis_ready(
+    topology: &Topology,
+    layout: &Layout,
+    passwords: &Passwords,
+    i: usize,
+) -> Result<(), UpError> {
     let addr = redis_addr(topology, i);
     let name = &topology.regions[i].name;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
-        match resp::Conn::connect(addr, Some(&passwords.admin_login()), Duration::from_secs(1)).await {
+        match resp::Conn::connect(addr, Some(&passwords.admin_login()), Duration::from_secs(1))
+            .await
+        {
             Ok(mut c) => match c.cmd(&["PING"]).await {
                 Ok(_) => return Ok(()),
                 Err(e) => last = e.to_string(),
@@ -341,7 +462,11 @@ async fn wait_redis_ready(topology: &Topology, layout: &Layout, passwords: &Pass
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(UpError::RedisNotReady { region: name.clone(), why: last, log: layout.region(name).join("redis.log") })
+    Err(UpError::RedisNotReady {
+        region: name.clone(),
+        why: last,
+        log: layout.region(name).join("redis.log"),
+    })
 }
 
 /// Restarts any process that exits while the cluster runs.
@@ -362,7 +487,9 @@ async fn supervise(
                 tracing::warn!(region = %name, exit = %how, "redis-server exited; restarting it");
                 match redis_spec(&topology, &layout, &passwords, &redis_server, i) {
                     Ok(spec) => r.redis.set_spec(spec),
-                    Err(e) => tracing::error!(region = %name, error = %e, "cannot prepare redis.conf"),
+                    Err(e) => {
+                        tracing::error!(region = %name, error = %e, "cannot prepare redis.conf")
+                    }
                 }
                 if let Err(e) = r.redis.restart().await {
                     tracing::error!(region = %name, error = %e, "cannot restart redis-server");
@@ -385,7 +512,10 @@ fn claim_pid_file(layout: &Layout) -> Result<(), UpError> {
         if let Ok(pid) = text.trim().parse::<i32>() {
             let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
             if alive && pid != std::process::id() as i32 {
-                return Err(UpError::AlreadyRunning { dir: layout.root.clone(), pid });
+                return Err(UpError::AlreadyRunning {
+                    dir: layout.root.clone(),
+                    pid,
+                });
             }
         }
     }

@@ -42,7 +42,11 @@ pub(crate) async fn serve(
     procs: Procs,
     mut stop: watch::Receiver<bool>,
 ) {
-    let ctx = Ctx { topology, links, procs };
+    let ctx = Ctx {
+        topology,
+        links,
+        procs,
+    };
     let app = axum::Router::new()
         .route("/processes", get(processes))
         .route("/links", get(list_links))
@@ -77,13 +81,27 @@ async fn list_links(State(ctx): State<Ctx>) -> Json<Vec<LinkView>> {
     )
 }
 
-async fn change_link(State(ctx): State<Ctx>, Path((a, b, action)): Path<(String, String, String)>) -> (StatusCode, String) {
+async fn change_link(
+    State(ctx): State<Ctx>,
+    Path((a, b, action)): Path<(String, String, String)>,
+) -> (StatusCode, String) {
     let (Some(ra), Some(rb)) = (ctx.topology.region(&a), ctx.topology.region(&b)) else {
-        let names: Vec<&str> = ctx.topology.regions.iter().map(|r| r.name.as_str()).collect();
-        return (StatusCode::NOT_FOUND, format!("unknown region; regions are {}\n", names.join(", ")));
+        let names: Vec<&str> = ctx
+            .topology
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("unknown region; regions are {}\n", names.join(", ")),
+        );
     };
     if ra.index == rb.index {
-        return (StatusCode::BAD_REQUEST, "a link joins two different regions\n".into());
+        return (
+            StatusCode::BAD_REQUEST,
+            "a link joins two different regions\n".into(),
+        );
     }
     let cut = match action.as_str() {
         "cut" => true,

@@ -31,10 +31,17 @@ pub async fn request(
         s.read_to_end(&mut raw).await?;
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response")
-        })?;
-        Ok(Response { status, body: body.to_owned() })
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response")
+            })?;
+        Ok(Response {
+            status,
+            body: body.to_owned(),
+        })
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| {
         std::io::Error::new(

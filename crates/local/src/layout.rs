@@ -30,7 +30,11 @@ pub struct Layout {
 impl Layout {
     /// The layout rooted at `root` (made absolute).
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        let root = if root.is_absolute() { root.to_owned() } else { std::env::current_dir()?.join(root) };
+        let root = if root.is_absolute() {
+            root.to_owned()
+        } else {
+            std::env::current_dir()?.join(root)
+        };
         Ok(Self { root })
     }
 
@@ -57,9 +61,15 @@ impl Layout {
     /// Creates directories and, on first run, the key and passwords. Existing secrets are kept,
     /// so a second `up` resumes with the same ones.
     pub fn prepare(&self, topology: &Topology) -> std::io::Result<Passwords> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.secrets())?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.secrets())?;
         for r in &topology.regions {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.region(&r.name))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(self.region(&r.name))?;
         }
         if !self.tunnel_key().exists() {
             tunnel::keyfile::generate(&self.tunnel_key()).map_err(std::io::Error::other)?;
@@ -80,7 +90,12 @@ impl Layout {
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(tmp, path)

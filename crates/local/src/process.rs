@@ -36,7 +36,12 @@ impl Supervised {
     /// Starts the process.
     pub fn start(spec: Spec) -> std::io::Result<Self> {
         let child = spawn(&spec)?;
-        Ok(Self { spec, child: Some(child), started: Instant::now(), restarts: 0 })
+        Ok(Self {
+            spec,
+            child: Some(child),
+            started: Instant::now(),
+            restarts: 0,
+        })
     }
 
     /// Its PID while it runs.
@@ -81,7 +86,9 @@ impl Supervised {
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit.
     pub async fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
@@ -94,14 +101,20 @@ impl Supervised {
     /// Waits up to `timeout` for the process to exit by itself (after `SHUTDOWN`, say).
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        let status = tokio::time::timeout(timeout, child.wait()).await.ok()?.ok()?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .ok()?
+            .ok()?;
         self.child = None;
         Some(status)
     }
 }
 
 fn spawn(spec: &Spec) -> std::io::Result<Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&spec.log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
     Command::new(&spec.program)
         .args(&spec.args)
         .stdin(Stdio::null())
@@ -110,7 +123,12 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
         // Should `georep up` itself die, tokio kills the children it still holds.
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {}: {e}", spec.program.display())))
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", spec.program.display()),
+            )
+        })
 }
 
 /// Finds `program` on `PATH`.

@@ -30,19 +30,29 @@ pub fn local_agents(topology: &Topology) -> Vec<(String, SocketAddr)> {
     topology
         .regions
         .iter()
-        .map(|r| (r.name.clone(), SocketAddr::from(([127, 0, 0, 1], topology.local.ports(r.index).http))))
+        .map(|r| {
+            (
+                r.name.clone(),
+                SocketAddr::from(([127, 0, 0, 1], topology.local.ports(r.index).http)),
+            )
+        })
         .collect()
 }
 
 /// Fetches `/status` from every agent at once.
 pub async fn fetch(agents: &[(String, SocketAddr)]) -> Vec<Row> {
     let calls = agents.iter().map(|(name, addr)| async move {
-        let status = match crate::http::request(*addr, "GET", "/status", Duration::from_secs(2)).await {
-            Ok(r) if r.status == 200 => serde_json::from_str(&r.body).map_err(|e| format!("bad status from agent at {addr}: {e}")),
-            Ok(r) => Err(format!("agent at {addr} answered HTTP {}", r.status)),
-            Err(e) => Err(format!("agent at {addr} unreachable: {e}")),
-        };
-        Row { name: name.clone(), status }
+        let status =
+            match crate::http::request(*addr, "GET", "/status", Duration::from_secs(2)).await {
+                Ok(r) if r.status == 200 => serde_json::from_str(&r.body)
+                    .map_err(|e| format!("bad status from agent at {addr}: {e}")),
+                Ok(r) => Err(format!("agent at {addr} answered HTTP {}", r.status)),
+                Err(e) => Err(format!("agent at {addr} unreachable: {e}")),
+            };
+        Row {
+            name: name.clone(),
+            status,
+        }
     });
     let mut rows = Vec::new();
     for call in calls {
@@ -55,9 +65,18 @@ pub async fn fetch(agents: &[(String, SocketAddr)]) -> Vec<Row> {
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
         "{:<16} {:<8} {:<6} {:>8} {:>10} {:>8} {:>7} {:>5} {:<9} {}\n",
-        "REGION", "ROLE", "LINK", "LAG_MS", "LAG_BYTES", "KEYS", "OPS/S", "EPOCH", "LAST_SYNC", "NOTE"
+        "REGION",
+        "ROLE",
+        "LINK",
+        "LAG_MS",
+        "LAG_BYTES",
+        "KEYS",
+        "OPS/S",
+        "EPOCH",
+        "LAST_SYNC",
+        "NOTE"
     );
-    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     for row in rows {
         match &row.status {
             Ok(s) => out.push_str(&format!(
@@ -73,7 +92,10 @@ pub fn table(rows: &[Row]) -> String {
                 s.last_sync.as_deref().unwrap_or("-"),
                 s.link_error.as_deref().or(s.error.as_deref()).unwrap_or(""),
             )),
-            Err(e) => out.push_str(&format!("{:<16} {:<8} {:<6} {:>8} {:>10} {:>8} {:>7} {:>5} {:<9} {}\n", row.name, "?", "?", "-", "-", "-", "-", "-", "-", e)),
+            Err(e) => out.push_str(&format!(
+                "{:<16} {:<8} {:<6} {:>8} {:>10} {:>8} {:>7} {:>5} {:<9} {}\n",
+                row.name, "?", "?", "-", "-", "-", "-", "-", "-", e
+            )),
         }
     }
     out

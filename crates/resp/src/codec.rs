@@ -12,7 +12,7 @@ pub enum Value {
     /// `$5\r\nhello` or the null bulk string `$-1`.
     Bulk(Option<Vec<u8>>),
     /// `*2 …` or the null array `*-1`.
-    Array(Option<Vec<Value>>),
+    Array(Option<Vec<Self>>),
 }
 
 impl Value {
@@ -46,7 +46,9 @@ fn decode_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize
     if depth > MAX_DEPTH {
         return Err(DecodeError("nested too deeply"));
     }
-    let Some((line, next)) = line(buf, at) else { return Ok(None) };
+    let Some((line, next)) = line(buf, at) else {
+        return Ok(None);
+    };
     let Some((&kind, rest)) = line.split_first() else {
         return Err(DecodeError("empty line"));
     };
@@ -144,7 +146,10 @@ mod tests {
             assert_eq!(decode(&full[..cut]), Ok(None), "prefix of {cut} bytes");
         }
         assert_eq!(decode(b"$-1\r\n").unwrap().unwrap().0, Value::Bulk(None));
-        assert_eq!(decode(b"-ERR no\r\n").unwrap().unwrap().0, Value::Error("ERR no".into()));
+        assert_eq!(
+            decode(b"-ERR no\r\n").unwrap().unwrap().0,
+            Value::Error("ERR no".into())
+        );
         assert!(decode(b"?\r\n").is_err());
         assert!(decode(b"$3\r\nabcd\r\n").is_err());
         assert!(decode(b":x\r\n").is_err());

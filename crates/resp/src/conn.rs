@@ -20,7 +20,11 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials {{ user: {:?}, password: MASKED }}", self.user)
+        write!(
+            f,
+            "Credentials {{ user: {:?}, password: MASKED }}",
+            self.user
+        )
     }
 }
 
@@ -89,7 +93,12 @@ impl Conn {
             .map_err(|_| Error::Timeout { addr, timeout })?
             .map_err(|source| Error::Io { addr, source })?;
         let _ = stream.set_nodelay(true);
-        let mut conn = Self { stream, addr, buf: Vec::with_capacity(4096), timeout };
+        let mut conn = Self {
+            stream,
+            addr,
+            buf: Vec::with_capacity(4096),
+            timeout,
+        };
         if let Some(c) = credentials {
             conn.cmd(&["AUTH", &c.user, &c.password]).await?;
         }
@@ -118,7 +127,10 @@ impl Conn {
         let mut out = Vec::new();
         encode(&args, &mut out);
         let exchange = async {
-            self.stream.write_all(&out).await.map_err(|source| Error::Io { addr, source })?;
+            self.stream
+                .write_all(&out)
+                .await
+                .map_err(|source| Error::Io { addr, source })?;
             self.read_reply().await
         };
         match tokio::time::timeout(timeout, exchange).await {

@@ -33,7 +33,12 @@ impl Info {
         self.0
             .iter()
             .filter(|(k, _)| k.starts_with("db"))
-            .filter_map(|(_, v)| v.split(',').find_map(|kv| kv.strip_prefix("keys="))?.parse::<u64>().ok())
+            .filter_map(|(_, v)| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("keys="))?
+                    .parse::<u64>()
+                    .ok()
+            })
             .sum()
     }
 
@@ -41,7 +46,9 @@ impl Info {
     pub fn replicas(&self) -> Vec<HashMap<String, String>> {
         let mut out = Vec::new();
         for i in 0.. {
-            let Some(line) = self.get(&format!("slave{i}")) else { break };
+            let Some(line) = self.get(&format!("slave{i}")) else {
+                break;
+            };
             out.push(
                 line.split(',')
                     .filter_map(|kv| kv.split_once('='))

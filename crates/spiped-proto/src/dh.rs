@@ -54,13 +54,17 @@ impl DhExponent {
     /// The public value `2^x mod p`, big-endian.
     pub fn public(&self) -> [u8; PUBLIC_LEN] {
         let two = MontyForm::new(&U2048::from_u8(2), *params());
-        two.pow_bounded_exp(&self.0, EXPONENT_BITS).retrieve().to_be_bytes()
+        two.pow_bounded_exp(&self.0, EXPONENT_BITS)
+            .retrieve()
+            .to_be_bytes()
     }
 
     /// The shared value `y^x mod p`, big-endian. `y` must have passed [`check_public`].
     pub fn shared(&self, y: &[u8; PUBLIC_LEN]) -> [u8; PUBLIC_LEN] {
         let y = MontyForm::new(&U2048::from_be_slice(y), *params());
-        y.pow_bounded_exp(&self.0, EXPONENT_BITS).retrieve().to_be_bytes()
+        y.pow_bounded_exp(&self.0, EXPONENT_BITS)
+            .retrieve()
+            .to_be_bytes()
     }
 }
 

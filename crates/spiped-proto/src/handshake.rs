@@ -71,8 +71,10 @@ enum State {
     /// Waiting for the peer's nonce.
     Nonce,
     /// Waiting for the peer's `y ‖ h`. The server does not know the key yet.
-    Dh { peer_nonce: [u8; NONCE_LEN] },
-    Established(Session),
+    Dh {
+        peer_nonce: [u8; NONCE_LEN],
+    },
+    Established(Box<Session>),
     /// A previous message failed or the session was taken; no further input is accepted.
     Closed,
 }
@@ -156,7 +158,7 @@ impl Handshake {
     /// Takes the session once established. Send [`Handshake::take_outgoing`] first.
     pub fn into_session(self) -> Option<Session> {
         match self.state {
-            State::Established(s) => Some(s),
+            State::Established(s) => Some(*s),
             _ => None,
         }
     }
@@ -200,10 +202,10 @@ impl Handshake {
                     Zeroizing::new(self.exponent.shared(y))
                 };
                 let session = self.session(key_index, &peer_nonce, &shared);
-                self.state = State::Established(Session {
+                self.state = State::Established(Box::new(Session {
                     forward_secret: !(we_skip_dh || peer_skips_dh),
                     ..session
-                });
+                }));
                 Ok(())
             }
             State::Established(_) | State::Closed => unreachable!("wants() is 0 in these states"),

@@ -23,7 +23,10 @@ impl Key {
         let mut h = Sha256::new();
         h.update(b"georep key id");
         h.update(self.0);
-        h.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {

@@ -37,7 +37,8 @@ impl DirectionKeys {
     fn new(keys: &[u8; 64]) -> Self {
         Self {
             aes: Aes256::new(keys[..32].into()),
-            mac: <HmacSha256 as Mac>::new_from_slice(&keys[32..]).expect("HMAC takes any key length"),
+            mac: <HmacSha256 as Mac>::new_from_slice(&keys[32..])
+                .expect("HMAC takes any key length"),
             packet_number: 0,
         }
     }

@@ -88,7 +88,11 @@ impl Proc {
             .stderr(stderr.reopen().expect("reopen temp file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { child, name, stderr }
+        Self {
+            child,
+            name,
+            stderr,
+        }
     }
 
     /// The process id.
@@ -143,7 +147,9 @@ impl Drop for Proc {
 /// Writes a key file of `len` random-looking bytes derived from `seed` into `dir`.
 pub fn key_file(dir: &Path, name: &str, seed: u8, len: usize) -> std::path::PathBuf {
     let path = dir.join(name);
-    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
     std::fs::write(&path, bytes).expect("write key file");
     path
 }

@@ -69,7 +69,9 @@ impl Proxy {
                 let fault = s.fault.lock().expect("lock").unwrap_or(Fault::None);
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
@@ -121,16 +123,29 @@ async fn relay(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Fault::Flip { way: w, offset: at, mask } = fault {
+        if let Fault::Flip {
+            way: w,
+            offset: at,
+            mask,
+        } = fault
+        {
             if w == way && (offset..offset + n as u64).contains(&at) {
                 buf[(at - offset) as usize] ^= mask;
             }
         }
         offset += n as u64;
-        let counter = if way == Way::Up { &shared.up } else { &shared.down };
+        let counter = if way == Way::Up {
+            &shared.up
+        } else {
+            &shared.down
+        };
         counter.fetch_add(n as u64, Ordering::SeqCst);
         if shared.tapping.load(Ordering::SeqCst) {
-            shared.tap.lock().expect("lock").extend_from_slice(&buf[..n]);
+            shared
+                .tap
+                .lock()
+                .expect("lock")
+                .extend_from_slice(&buf[..n]);
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;

@@ -86,6 +86,12 @@ impl Server {
                 });
             }
         });
-        Self { addr, task, received, accepted, finished }
+        Self {
+            addr,
+            task,
+            received,
+            accepted,
+            finished,
+        }
     }
 }

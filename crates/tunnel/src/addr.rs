@@ -23,7 +23,9 @@ pub enum Address {
 
 /// A string that is not an address spiped would accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid address {input:?}: {why} (expected /unix/path, [v4]:port, [v6]:port or host:port)")]
+#[error(
+    "invalid address {input:?}: {why} (expected /unix/path, [v4]:port, [v6]:port or host:port)"
+)]
 pub struct AddressError {
     input: String,
     why: &'static str,
@@ -33,12 +35,17 @@ impl FromStr for Address {
     type Err = AddressError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |why| AddressError { input: s.to_owned(), why };
+        let err = |why| AddressError {
+            input: s.to_owned(),
+            why,
+        };
         if s.starts_with('/') {
             return Ok(Self::Unix(PathBuf::from(s)));
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (host, port) = rest.split_once("]:").ok_or_else(|| err("missing \"]:port\""))?;
+            let (host, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| err("missing \"]:port\""))?;
             let ip = IpAddr::from_str(host).map_err(|_| err("not an IP address inside [ ]"))?;
             let port = port.parse().map_err(|_| err("bad port"))?;
             return Ok(Self::Ip(SocketAddr::new(ip, port)));
@@ -54,7 +61,10 @@ impl FromStr for Address {
         }
         match IpAddr::from_str(host) {
             Ok(ip) => Ok(Self::Ip(SocketAddr::new(ip, port))),
-            Err(_) => Ok(Self::Name { host: host.to_owned(), port }),
+            Err(_) => Ok(Self::Name {
+                host: host.to_owned(),
+                port,
+            }),
         }
     }
 }
@@ -94,27 +104,53 @@ mod tests {
     #[test]
     fn parses_every_spiped_form() {
         let ok = |s: &str| s.parse::<Address>().unwrap();
-        assert_eq!(ok("/tmp/redis.sock"), Address::Unix("/tmp/redis.sock".into()));
-        assert_eq!(ok("[127.0.0.1]:6379"), Address::Ip("127.0.0.1:6379".parse().unwrap()));
-        assert_eq!(ok("[0.0.0.0]:56379"), Address::Ip("0.0.0.0:56379".parse().unwrap()));
+        assert_eq!(
+            ok("/tmp/redis.sock"),
+            Address::Unix("/tmp/redis.sock".into())
+        );
+        assert_eq!(
+            ok("[127.0.0.1]:6379"),
+            Address::Ip("127.0.0.1:6379".parse().unwrap())
+        );
+        assert_eq!(
+            ok("[0.0.0.0]:56379"),
+            Address::Ip("0.0.0.0:56379".parse().unwrap())
+        );
         assert_eq!(ok("[::1]:8025"), Address::Ip("[::1]:8025".parse().unwrap()));
         assert_eq!(ok("10.0.0.1:1"), Address::Ip("10.0.0.1:1".parse().unwrap()));
         assert_eq!(
             ok("redis.eu-central-1.example:56379"),
-            Address::Name { host: "redis.eu-central-1.example".into(), port: 56379 }
+            Address::Name {
+                host: "redis.eu-central-1.example".into(),
+                port: 56379
+            }
         );
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["/run/x.sock", "[127.0.0.1]:6379", "[::1]:1", "example.com:80"] {
+        for s in [
+            "/run/x.sock",
+            "[127.0.0.1]:6379",
+            "[::1]:1",
+            "example.com:80",
+        ] {
             assert_eq!(s.parse::<Address>().unwrap().to_string(), s);
         }
     }
 
     #[test]
     fn rejects_malformed_input_with_a_reason() {
-        for bad in ["", "6379", "host:", "host:99999", "[::1]6379", "[nope]:1", "::1:6379", ":80"] {
+        for bad in [
+            "",
+            "6379",
+            "host:",
+            "host:99999",
+            "[::1]6379",
+            "[nope]:1",
+            "::1:6379",
+            ":80",
+        ] {
             let e = bad.parse::<Address>().unwrap_err().to_string();
             assert!(e.contains("invalid address"), "{bad}: {e}");
         }

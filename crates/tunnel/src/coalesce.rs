@@ -21,13 +21,18 @@ pub(crate) struct Coalescer {
 impl Coalescer {
     /// `window` of zero disables coalescing (spiped's behaviour).
     pub(crate) fn new(window: Duration) -> Self {
-        Self { window, last_flush: None }
+        Self {
+            window,
+            last_flush: None,
+        }
     }
 
     /// Called with a partial packet pending and no deadline yet: returns the deadline to hold it
     /// until, or `None` to send it now.
     pub(crate) fn hold_until(&self, now: Instant) -> Option<Instant> {
-        let streaming = self.last_flush.is_some_and(|t| now.duration_since(t) < self.window);
+        let streaming = self
+            .last_flush
+            .is_some_and(|t| now.duration_since(t) < self.window);
         streaming.then(|| now + self.window)
     }
 

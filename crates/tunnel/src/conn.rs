@@ -21,7 +21,10 @@ pub(crate) struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
     #[error("cannot connect to target {target}: {source}")]
-    Target { target: String, source: std::io::Error },
+    Target {
+        target: String,
+        source: std::io::Error,
+    },
     #[error("timed out connecting to target {target}")]
     TargetTimeout { target: String },
     #[error("handshake failed: {0}")]
@@ -63,7 +66,14 @@ async fn encrypt(accepted: Stream, peer: &str, shared: &Shared) -> Result<(), Co
     let mut wire = dial(shared).await?.into_halves();
     let session = handshake(&mut wire, Role::Client, peer, shared).await?;
     let coalesce = shared.config.coalesce;
-    pump::pump(accepted.into_halves(), wire, session, coalesce, &shared.metrics).await?;
+    pump::pump(
+        accepted.into_halves(),
+        wire,
+        session,
+        coalesce,
+        &shared.metrics,
+    )
+    .await?;
     Ok(())
 }
 
@@ -85,8 +95,7 @@ async fn handshake(
     shared: &Shared,
 ) -> Result<spiped_proto::Session, HandshakeFailure> {
     let c = &shared.config;
-    let session =
-        handshake::run(wire, role, c.keys.clone(), c.forward_secrecy, c.timeout).await?;
+    let session = handshake::run(wire, role, c.keys.clone(), c.forward_secrecy, c.timeout).await?;
     shared.metrics.handshake_ok(session.key_index);
     let key_id = c.keys[session.key_index].fingerprint();
     let (index, fs) = (session.key_index, session.forward_secret);
@@ -104,7 +113,10 @@ async fn dial(shared: &Shared) -> Result<Stream, ConnError> {
     let target = || c.target.to_string();
     match tokio::time::timeout(c.timeout, net::connect(&shared.dial, c.bind, c.keepalive)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(source)) => Err(ConnError::Target { target: target(), source }),
+        Ok(Err(source)) => Err(ConnError::Target {
+            target: target(),
+            source,
+        }),
         Err(_) => Err(ConnError::TargetTimeout { target: target() }),
     }
 }

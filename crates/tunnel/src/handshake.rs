@@ -66,7 +66,8 @@ async fn exchange(
     forward_secrecy: ForwardSecrecy,
 ) -> Result<Session, HandshakeFailure> {
     let mut random = zeroize::Zeroizing::new([0u8; 64]);
-    getrandom::getrandom(&mut *random).map_err(|e| HandshakeFailure::Io(std::io::Error::other(e)))?;
+    getrandom::getrandom(&mut *random)
+        .map_err(|e| HandshakeFailure::Io(std::io::Error::other(e)))?;
     let nonce = random[..32].try_into().expect("32 bytes");
     let exponent = random[32..].try_into().expect("32 bytes");
     let mut hs = Handshake::new(role, keys, forward_secrecy, nonce, exponent);

@@ -54,17 +54,25 @@ pub enum KeyFileError {
 
 /// Reads a key file (`-` is standard input, as in spiped) and derives its key.
 pub fn load(path: &Path, allow_short: bool) -> Result<Key, KeyFileError> {
-    let unreadable = |source| KeyFileError::Unreadable { path: path.to_owned(), source };
+    let unreadable = |source| KeyFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     let mut contents = zeroize::Zeroizing::new(Vec::new());
     if path == Path::new("-") {
-        std::io::stdin().read_to_end(&mut contents).map_err(unreadable)?;
+        std::io::stdin()
+            .read_to_end(&mut contents)
+            .map_err(unreadable)?;
     } else {
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut contents))
             .map_err(unreadable)?;
     }
     if contents.len() < MIN_KEY_FILE_LEN && !allow_short {
-        return Err(KeyFileError::TooShort { path: path.to_owned(), len: contents.len() });
+        return Err(KeyFileError::TooShort {
+            path: path.to_owned(),
+            len: contents.len(),
+        });
     }
     Ok(Key::from_file_contents(&contents))
 }
@@ -82,10 +90,18 @@ pub fn generate(path: &Path) -> Result<(), KeyFileError> {
         .mode(0o400)
         .open(path)
         .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => KeyFileError::Exists { path: path.to_owned() },
-            _ => KeyFileError::Unwritable { path: path.to_owned(), source },
+            std::io::ErrorKind::AlreadyExists => KeyFileError::Exists {
+                path: path.to_owned(),
+            },
+            _ => KeyFileError::Unwritable {
+                path: path.to_owned(),
+                source,
+            },
         })?;
     file.write_all(&*key)
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeyFileError::Unwritable { path: path.to_owned(), source })
+        .map_err(|source| KeyFileError::Unwritable {
+            path: path.to_owned(),
+            source,
+        })
 }

@@ -61,11 +61,18 @@ pub async fn run(
     assert!(!config.keys.is_empty(), "a tunnel needs at least one key");
     let dial = resolve::start(&config.target, config.resolve_every, shutdown.clone())
         .await
-        .map_err(|source| TunnelError::Resolve { target: config.target.to_string(), source })?;
+        .map_err(|source| TunnelError::Resolve {
+            target: config.target.to_string(),
+            source,
+        })?;
     let limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
     let grace = config.shutdown_grace;
     let keepalive = config.keepalive;
-    let shared = Arc::new(conn::Shared { config, dial, metrics });
+    let shared = Arc::new(conn::Shared {
+        config,
+        dial,
+        metrics,
+    });
     let tasks = TaskTracker::new();
 
     accept_loop(&listener, limit, keepalive, &shared, &tasks, shutdown).await;
@@ -74,9 +81,16 @@ pub async fn run(
     tasks.close();
     let open = tasks.len();
     if open > 0 {
-        tracing::info!(open, ?grace, "stopped accepting; waiting for open connections");
+        tracing::info!(
+            open,
+            ?grace,
+            "stopped accepting; waiting for open connections"
+        );
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!(open = tasks.len(), "grace period over; closing remaining connections");
+            tracing::warn!(
+                open = tasks.len(),
+                "grace period over; closing remaining connections"
+            );
         }
     }
     Ok(())

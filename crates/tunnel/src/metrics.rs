@@ -70,14 +70,22 @@ impl TunnelMetrics {
         let m = Self::default();
         let f = &m.families;
         let r = registry;
-        r.register("connections_active", "Connections open now", f.connections_active.clone());
+        r.register(
+            "connections_active",
+            "Connections open now",
+            f.connections_active.clone(),
+        );
         r.register("connections", "Connections accepted", f.connections.clone());
         r.register(
             "connection_limit_waits",
             "Times the -n connection limit was reached and accepting paused",
             f.connection_limit_waits.clone(),
         );
-        r.register("handshakes", "Completed handshakes by key index", f.handshakes.clone());
+        r.register(
+            "handshakes",
+            "Completed handshakes by key index",
+            f.handshakes.clone(),
+        );
         r.register(
             "handshake_failures",
             "Failed handshakes by reason",
@@ -98,7 +106,11 @@ impl TunnelMetrics {
             "Encrypted bytes on the wire (packets only), by direction",
             f.wire_bytes.clone(),
         );
-        r.register("packets", "Packets sealed or opened, by direction", f.packets.clone());
+        r.register(
+            "packets",
+            "Packets sealed or opened, by direction",
+            f.packets.clone(),
+        );
         m
     }
 
@@ -133,12 +145,19 @@ impl TunnelMetrics {
 
     /// Connections open now.
     pub fn active(&self) -> i64 {
-        self.families.connections_active.get_or_create(&self.labels(None)).get()
+        self.families
+            .connections_active
+            .get_or_create(&self.labels(None))
+            .get()
     }
 
     pub(crate) fn failed(&self, reason: &'static str, message: String) {
         let at = std::time::SystemTime::now();
-        *self.last_failure.lock().expect("not poisoned") = Some(Failure { reason, message, at });
+        *self.last_failure.lock().expect("not poisoned") = Some(Failure {
+            reason,
+            message,
+            at,
+        });
     }
 
     pub(crate) fn connection_opened(&self) {
@@ -148,11 +167,17 @@ impl TunnelMetrics {
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.families.connections_active.get_or_create(&self.labels(None)).dec();
+        self.families
+            .connections_active
+            .get_or_create(&self.labels(None))
+            .dec();
     }
 
     pub(crate) fn limit_reached(&self) {
-        self.families.connection_limit_waits.get_or_create(&self.labels(None)).inc();
+        self.families
+            .connection_limit_waits
+            .get_or_create(&self.labels(None))
+            .inc();
     }
 
     pub(crate) fn handshake_ok(&self, key_index: usize) {
@@ -176,7 +201,9 @@ impl TunnelMetrics {
         let f = &self.families;
         f.plaintext_bytes.get_or_create(&l).inc_by(plaintext as u64);
         f.packets.get_or_create(&l).inc_by(packets as u64);
-        f.wire_bytes.get_or_create(&l).inc_by((packets * spiped_proto::PACKET_LEN) as u64);
+        f.wire_bytes
+            .get_or_create(&l)
+            .inc_by((packets * spiped_proto::PACKET_LEN) as u64);
     }
 }
 

@@ -44,11 +44,17 @@ impl Stream {
         match self {
             Self::Tcp(s) => {
                 let (r, w) = s.into_split();
-                Halves { read: Box::new(r), write: Box::new(w) }
+                Halves {
+                    read: Box::new(r),
+                    write: Box::new(w),
+                }
             }
             Self::Unix(s) => {
                 let (r, w) = s.into_split();
-                Halves { read: Box::new(r), write: Box::new(w) }
+                Halves {
+                    read: Box::new(r),
+                    write: Box::new(w),
+                }
             }
         }
     }
@@ -165,7 +171,11 @@ pub(crate) async fn connect(
 }
 
 async fn connect_tcp(addr: SocketAddr, bind: Option<SocketAddr>) -> io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(b) = bind {
         socket.bind(b)?;
     }

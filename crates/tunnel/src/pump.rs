@@ -63,8 +63,13 @@ impl PumpError {
         match self {
             Self::Packet(e) => e.reason(),
             Self::Truncated(_) => "truncated",
-            Self::Io { side: Side::Plaintext, .. } => "plaintext_io",
-            Self::Io { side: Side::Wire, .. } => "encrypted_io",
+            Self::Io {
+                side: Side::Plaintext,
+                ..
+            } => "plaintext_io",
+            Self::Io {
+                side: Side::Wire, ..
+            } => "encrypted_io",
         }
     }
 }
@@ -81,8 +86,19 @@ pub(crate) async fn pump(
     coalesce: Duration,
     metrics: &TunnelMetrics,
 ) -> Result<(), PumpError> {
-    let outbound = seal(plain.read, wire.write, Encryptor::new(session.sealer), coalesce, metrics);
-    let inbound = open(wire.read, plain.write, Decryptor::new(session.opener), metrics);
+    let outbound = seal(
+        plain.read,
+        wire.write,
+        Encryptor::new(session.sealer),
+        coalesce,
+        metrics,
+    );
+    let inbound = open(
+        wire.read,
+        plain.write,
+        Decryptor::new(session.opener),
+        metrics,
+    );
     tokio::try_join!(outbound, inbound).map(|_| ())
 }
 
@@ -176,7 +192,9 @@ async fn open(
         // Deliver every packet that authenticated before acting on a bad one, so the receiver
         // gets an exact prefix of what was sent and nothing else.
         if !plain.is_empty() {
-            to.write_all(&plain).await.map_err(io_err(Side::Plaintext))?;
+            to.write_all(&plain)
+                .await
+                .map_err(io_err(Side::Plaintext))?;
             let packets = (decryptor.packets() - before) as usize;
             metrics.carried(Direction::Inbound, plain.len(), packets);
             plain.clear();

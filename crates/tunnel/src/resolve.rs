@@ -19,7 +19,9 @@ pub(crate) async fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Dial> {
     let Some(first) = target.resolve().await else {
-        let Address::Unix(path) = target else { unreachable!("only UNIX paths skip resolution") };
+        let Address::Unix(path) = target else {
+            unreachable!("only UNIX paths skip resolution")
+        };
         return Ok(Dial::Unix(path.clone()));
     };
     let first = first?;
@@ -45,8 +47,12 @@ pub(crate) async fn start(
                         }
                         tx.send_replace(Arc::new(addrs));
                     }
-                    Some(Ok(_)) => tracing::warn!(%target, "re-resolution found no address; keeping the last ones"),
-                    Some(Err(e)) => tracing::warn!(%target, error = %e, "re-resolution failed; keeping the last addresses"),
+                    Some(Ok(_)) => {
+                        tracing::warn!(%target, "re-resolution found no address; keeping the last ones")
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(%target, error = %e, "re-resolution failed; keeping the last addresses")
+                    }
                     None => return,
                 }
             }

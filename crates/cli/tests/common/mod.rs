@@ -47,7 +47,11 @@ pub async fn endpoint(
     let (proc, metrics) = match which {
         Impl::Georep => {
             let metrics = free_addr();
-            let mut full = vec!["tunnel".to_string(), "--metrics".into(), metrics.to_string()];
+            let mut full = vec![
+                "tunnel".to_string(),
+                "--metrics".into(),
+                metrics.to_string(),
+            ];
             full.extend(args);
             let full: Vec<&str> = full.iter().map(String::as_str).collect();
             (Proc::spawn(GEOREP, &full), Some(metrics))
@@ -64,7 +68,11 @@ pub async fn endpoint(
         Some(m) => wait_listening(m).await,
         None => wait_listening(addr).await,
     }
-    Endpoint { proc, addr, metrics }
+    Endpoint {
+        proc,
+        addr,
+        metrics,
+    }
 }
 
 /// An encrypting endpoint in front of a decrypting one in front of `target`.
@@ -112,7 +120,9 @@ pub async fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8
 /// Fetches `/metrics` from a georep endpoint.
 pub async fn scrape(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect to metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").await.expect("request");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await
+        .expect("request");
     let mut body = String::new();
     s.read_to_string(&mut body).await.expect("response");
     body
@@ -120,8 +130,14 @@ pub async fn scrape(addr: SocketAddr) -> String {
 
 /// The value of one sample in Prometheus text, e.g. `metric(&text, "x_total{reason=\"a\"}")`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls a metric until `ok` holds for its value (absent counts as 0).

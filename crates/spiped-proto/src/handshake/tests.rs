@@ -20,7 +20,10 @@ fn run(
     mut client: Handshake,
     mut server: Handshake,
     mut alter: impl FnMut(Role, usize, &mut u8),
-) -> (Result<Option<Session>, HandshakeError>, Result<Option<Session>, HandshakeError>) {
+) -> (
+    Result<Option<Session>, HandshakeError>,
+    Result<Option<Session>, HandshakeError>,
+) {
     let (mut c_in, mut s_in) = (Vec::new(), Vec::new());
     let (mut c_sent, mut s_sent) = (0, 0);
     let (mut c_err, mut s_err) = (None, None);
@@ -62,7 +65,10 @@ fn run(
 fn established(
     c: ForwardSecrecy,
     s: ForwardSecrecy,
-) -> (Result<Option<Session>, HandshakeError>, Result<Option<Session>, HandshakeError>) {
+) -> (
+    Result<Option<Session>, HandshakeError>,
+    Result<Option<Session>, HandshakeError>,
+) {
     run(
         new(Role::Client, vec![key(b"k")], c, 1),
         new(Role::Server, vec![key(b"k")], s, 2),
@@ -74,7 +80,9 @@ fn exchange(client: &mut Session, server: &mut Session, msg: &[u8]) {
     let mut wire = Vec::new();
     Encryptor::new(client.sealer.clone()).seal(msg, &mut wire);
     let mut plain = Vec::new();
-    let used = Decryptor::new(server.opener.clone()).open(&mut wire, &mut plain).unwrap();
+    let used = Decryptor::new(server.opener.clone())
+        .open(&mut wire, &mut plain)
+        .unwrap();
     assert_eq!(used, wire.len());
     assert_eq!(plain, msg);
 }
@@ -92,7 +100,11 @@ fn every_forward_secrecy_combination_agrees_on_keys() {
         let (c_res, s_res) = established(c, s);
         let mut cs = c_res.unwrap().expect("client established");
         let mut ss = s_res.unwrap().expect("server established");
-        assert_eq!((cs.forward_secret, ss.forward_secret), (pfs, pfs), "{c:?}/{s:?}");
+        assert_eq!(
+            (cs.forward_secret, ss.forward_secret),
+            (pfs, pfs),
+            "{c:?}/{s:?}"
+        );
         exchange(&mut cs, &mut ss, b"hello from the client");
         exchange(&mut ss, &mut cs, &[7u8; 3000]);
     }
@@ -124,7 +136,12 @@ fn server_accepts_any_key_of_a_rotation_and_says_which() {
     let server_keys = vec![key(b"old"), key(b"new")];
     for (client_key, index) in [(b"old", 0), (b"new", 1)] {
         let (c, s) = run(
-            new(Role::Client, vec![key(client_key)], ForwardSecrecy::Offer, 3),
+            new(
+                Role::Client,
+                vec![key(client_key)],
+                ForwardSecrecy::Offer,
+                3,
+            ),
             new(Role::Server, server_keys.clone(), ForwardSecrecy::Offer, 4),
             |_, _, _| {},
         );

@@ -1,0 +1,331 @@
+//! Starting a local cluster on free ports in a temporary directory, and looking at it.
+#![allow(unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use local::{Cluster, Options};
+use resp::{Conn, Credentials, Value};
+use topology::Topology;
+
+pub const GEOREP: &str = env!("CARGO_BIN_EXE_georep");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub topology: PathBuf,
+    pub cluster: Cluster,
+}
+
+/// A block of `100 × regions` ports nobody listens on.
+fn free_base(regions: usize) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    let mut x = seed | 1;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = 20_000 + (x % 400) as u16 * 100;
+        let all_free = (0..100 * regions as u16)
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+}
+
+impl Env {
+    pub async fn start(regions: &[&str], latency_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_base(regions.len());
+        let mut toml = format!("name = \"test\"\nprimary = \"{}\"\n", regions[0]);
+        for r in regions {
+            toml.push_str(&format!(
+                "[[region]]\nname = \"{r}\"\nendpoint = \"{r}.example:56379\"\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "[local]\nbase_port = {base}\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ));
+        for (i, a) in regions.iter().enumerate() {
+            for b in &regions[i + 1..] {
+                toml.push_str(&format!(
+                    "[[local.link]]\nbetween = [\"{a}\", \"{b}\"]\nlatency = \"{latency_ms}ms\"\n"
+                ));
+            }
+        }
+        let topology = dir.path().join("topology.toml");
+        std::fs::write(&topology, toml).unwrap();
+        let cluster = start_cluster(&topology).await;
+        Self {
+            dir,
+            topology,
+            cluster,
+        }
+    }
+
+    /// Stops the cluster cleanly and starts it again on the same data.
+    pub async fn restart(self) -> Self {
+        let Self {
+            dir,
+            topology,
+            cluster,
+        } = self;
+        cluster.stop().await;
+        let cluster = start_cluster(&topology).await;
+        Self {
+            dir,
+            topology,
+            cluster,
+        }
+    }
+
+    fn t(&self) -> &Topology {
+        self.cluster.topology()
+    }
+
+    pub fn redis_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.t().local.ports(i).redis))
+    }
+
+    pub fn primary_addr(&self) -> SocketAddr {
+        self.redis_addr(self.t().primary)
+    }
+
+    pub async fn app(&self, i: usize) -> Conn {
+        Conn::connect(
+            self.redis_addr(i),
+            Some(&self.cluster.app_login()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn admin(&self, i: usize) -> Conn {
+        Conn::connect(
+            self.redis_addr(i),
+            Some(&self.cluster.admin_login()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn http(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.t().local.ports(i).http))
+    }
+
+    pub async fn status(&self, i: usize) -> serde_json::Value {
+        let r = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
+            .await
+            .unwrap();
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    pub async fn metrics(&self, i: usize) -> String {
+        local::http::request(self.http(i), "GET", "/metrics", Duration::from_secs(2))
+            .await
+            .unwrap()
+            .body
+    }
+
+    pub async fn wait_link(&self, i: usize, state: &str) {
+        testkit::eventually(&format!("region {i} link {state}"), || async {
+            let s = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&s.body).ok()?;
+            (v["link"] == state).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn wait_replicas_up(&self) {
+        for i in 0..self.t().regions.len() {
+            if i != self.t().primary {
+                self.wait_link(i, "up").await;
+            }
+        }
+    }
+
+    pub async fn wait_primary_ready(&self) {
+        let addr = self.primary_addr();
+        let login = self.cluster.admin_login();
+        testkit::eventually("primary reachable", || {
+            let login = login.clone();
+            async move {
+                let mut c = Conn::connect(addr, Some(&login), Duration::from_secs(1))
+                    .await
+                    .ok()?;
+                c.cmd(&["PING"]).await.ok().map(drop)
+            }
+        })
+        .await;
+    }
+
+    /// `(sync_full, sync_partial_ok)` of the primary.
+    pub async fn primary_syncs(&self) -> (i64, i64) {
+        let info = self
+            .admin(self.t().primary)
+            .await
+            .info(&["stats"])
+            .await
+            .unwrap();
+        (
+            info.int("sync_full").unwrap(),
+            info.int("sync_partial_ok").unwrap(),
+        )
+    }
+
+    /// Waits until every replica holds `n` keys besides georep's own, all equal to the primary's.
+    pub async fn wait_converged(&self, n: usize) {
+        for i in 0..self.t().regions.len() {
+            testkit::eventually(&format!("region {i} has {n} keys"), || async {
+                (self.user_keys(i).await.len() == n).then_some(())
+            })
+            .await;
+        }
+        self.assert_same_data().await;
+    }
+
+    /// Waits until every replica's offset equals the primary's, then compares the data.
+    pub async fn wait_converged_with_primary(&self) {
+        let p = self.t().primary;
+        for i in 0..self.t().regions.len() {
+            if i == p {
+                continue;
+            }
+            testkit::eventually(&format!("region {i} caught up"), || async {
+                let po = self
+                    .admin(p)
+                    .await
+                    .info(&["replication"])
+                    .await
+                    .ok()?
+                    .int("master_repl_offset")?;
+                let ro = self
+                    .admin(i)
+                    .await
+                    .info(&["replication"])
+                    .await
+                    .ok()?
+                    .int("slave_repl_offset")?;
+                (ro >= po).then_some(())
+            })
+            .await;
+        }
+        self.assert_same_data().await;
+    }
+
+    async fn user_keys(&self, i: usize) -> Vec<String> {
+        let mut c = self.admin(i).await;
+        let Ok(Value::Array(Some(keys))) = c.cmd(&["KEYS", "*"]).await else {
+            return Vec::new();
+        };
+        let mut keys: Vec<String> = keys
+            .iter()
+            .filter_map(Value::text)
+            .filter(|k| !k.starts_with("georep:"))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    async fn assert_same_data(&self) {
+        let p = self.t().primary;
+        let keys = self.user_keys(p).await;
+        let mut primary = self.admin(p).await;
+        for i in 0..self.t().regions.len() {
+            if i == p {
+                continue;
+            }
+            let mut replica = self.admin(i).await;
+            assert_eq!(
+                self.user_keys(i).await.len(),
+                keys.len(),
+                "region {i}: key count differs"
+            );
+            for chunk in keys.chunks(500) {
+                let mut args = vec!["MGET"];
+                args.extend(chunk.iter().map(String::as_str));
+                assert_eq!(
+                    primary.cmd(&args).await.unwrap(),
+                    replica.cmd(&args).await.unwrap(),
+                    "region {i}: values differ"
+                );
+            }
+        }
+    }
+}
+
+async fn start_cluster(topology: &std::path::Path) -> Cluster {
+    let topology = Topology::load(topology).unwrap();
+    let redis_server = local::process::which("redis-server")
+        .expect("redis-server on PATH (apt-get install redis-server)");
+    Cluster::start(Options {
+        topology,
+        georep: GEOREP.into(),
+        redis_server,
+    })
+    .await
+    .unwrap()
+}
+
+/// A writer that keeps setting fresh keys on the primary and remembers what was acknowledged.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(String, Instant)>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, login: Credentials) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut conn: Option<Conn> = None;
+            let mut i = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                if conn.is_none() {
+                    conn = Conn::connect(addr, Some(&login), Duration::from_secs(1))
+                        .await
+                        .ok();
+                    if conn.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                let key = format!("load:{i}");
+                match conn
+                    .as_mut()
+                    .unwrap()
+                    .cmd(&["SET", &key, &i.to_string()])
+                    .await
+                {
+                    Ok(_) => acked.push((key, Instant::now())),
+                    Err(_) => conn = None,
+                }
+                i += 1;
+            }
+            acked
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) -> usize {
+        self.stop_with_history().await.len()
+    }
+
+    pub async fn stop_with_history(self) -> Vec<(String, Instant)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
