@@ -124,8 +124,7 @@ fn main() -> anyhow::Result<()> {
     clock::now_ns();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let results = run(&args)?;
-    let machine = results.machine.clone();
-    print!("{}", report::markdown(&results, &machine, &command_line));
+    print!("{}", report::markdown(&results, &command_line));
     std::io::stdout().flush()?;
     Ok(())
 }
