@@ -1,0 +1,554 @@
+//! `georep-replication-bench`: Redis replication through georep's tunnel, directly, and through C
+//! spiped, side by side in one run, across the same emulated WAN.
+//!
+//! One primary feeds three replicas at once — one per path — so all three see the same write load
+//! at the same moments:
+//!
+//! ```text
+//!                      ┌─ WAN ─────────────────────────────────► replica "direct"
+//! redis-benchmark ─► primary ◄─ georep -d ◄─ WAN ◄─ georep -e ◄─ replica "georep"
+//!                            ◄─ spiped -d ◄─ WAN ◄─ spiped -e ◄─ replica "spiped"
+//! ```
+//!
+//! It reports the largest replication lag in bytes (primary offset − replica offset, sampled
+//! every 10 ms), the heartbeat lag at arrival (p50/p99: a timestamp appended to a stream on the
+//! primary every 100 ms, read with `XREAD BLOCK` on each replica), and the time of a full sync of
+//! a ~1 GB dataset through each path (over loopback, without WAN delay, so the path itself is what
+//! is measured).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use resp::{Conn, Value};
+use tokio::sync::watch;
+use wan::{Link, LinkHandle, LinkParams};
+
+#[derive(Debug, Parser)]
+#[command(name = "georep-replication-bench")]
+struct Args {
+    /// The georep binary [default: `georep` next to this program].
+    #[arg(long, value_name = "PATH")]
+    georep: Option<PathBuf>,
+    /// One-way WAN delay between the regions, in milliseconds.
+    #[arg(long, default_value_t = 45)]
+    latency_ms: u64,
+    /// SET requests redis-benchmark sends (pipelined 16 deep, 100-byte values).
+    #[arg(long, default_value_t = 3_000_000)]
+    requests: u64,
+    /// Seconds of heartbeat-only measurement before the load.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// Size of the full-sync dataset in MB (1,000-byte values).
+    #[arg(long, default_value_t = 1000)]
+    sync_mb: u64,
+}
+
+const PATHS: [&str; 3] = ["direct", "georep", "spiped"];
+
+/// Processes killed by PID when dropped.
+#[derive(Default)]
+struct Procs(Vec<Child>);
+
+impl Procs {
+    fn spawn(&mut self, program: &Path, args: &[String], log: &Path) -> anyhow::Result<()> {
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        self.0.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+}
+
+fn bracket(a: SocketAddr) -> String {
+    format!("[{}]:{}", a.ip(), a.port())
+}
+
+async fn conn(addr: SocketAddr) -> anyhow::Result<Conn> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Conn::connect(addr, None, Duration::from_secs(2)).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn info_int(c: &mut Conn, field: &str) -> anyhow::Result<i64> {
+    c.info(&["replication"])
+        .await?
+        .int(field)
+        .with_context(|| format!("INFO has no {field}"))
+}
+
+async fn wait_synced(c: &mut Conn) -> anyhow::Result<()> {
+    loop {
+        let info = c.info(&["replication"]).await?;
+        if info.get("master_link_status") == Some("up")
+            && info.get("master_sync_in_progress") == Some("0")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn redis_args(port: u16, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        &dir.display().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-backlog-size",
+        "512mb",
+        "--client-output-buffer-limit",
+        "replica 0 0 0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let georep = match args.georep {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("georep"),
+    };
+    let which = |p: &str| {
+        std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(p))
+                    .find(|c| c.is_file())
+            })
+            .with_context(|| format!("{p} not found on PATH"))
+    };
+    let (redis_server, spiped, benchmark) = (
+        which("redis-server")?,
+        which("spiped")?,
+        which("redis-benchmark")?,
+    );
+    if !georep.is_file() {
+        bail!(
+            "{} not found: cargo build --release -p georep",
+            georep.display()
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let key = tmp.path().join("key");
+    std::fs::write(&key, {
+        let mut k = [0u8; 32];
+        getrandom::getrandom(&mut k)?;
+        k
+    })?;
+    let key = key.display().to_string();
+    let mut procs = Procs::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let primary = free_addr();
+    std::fs::create_dir_all(tmp.path().join("primary"))?;
+    procs.spawn(
+        &redis_server,
+        &redis_args(
+            primary.port(),
+            &tmp.path().join("primary"),
+            &["--enable-debug-command", "yes"],
+        ),
+        &tmp.path().join("primary.log"),
+    )?;
+    let mut p = conn(primary).await?;
+
+    // Per path: [replica] → (tunnel client) → WAN → (tunnel server) → primary.
+    let wan = LinkParams::new(Duration::from_millis(args.latency_ms));
+    let mut links: Vec<LinkHandle> = Vec::new();
+    let mut replicas = Vec::new();
+    for path in PATHS {
+        let server_side = match path {
+            "direct" => primary,
+            _ => {
+                let d = free_addr();
+                let (prog, mut a) = if path == "georep" {
+                    (georep.clone(), vec!["tunnel".to_string()])
+                } else {
+                    (spiped.clone(), vec![])
+                };
+                a.extend(
+                    ["-d", "-s", &bracket(d), "-t", &bracket(primary), "-k", &key]
+                        .map(String::from),
+                );
+                if path == "spiped" {
+                    a.push("-F".into());
+                }
+                procs.spawn(&prog, &a, &tmp.path().join(format!("{path}-d.log")))?;
+                d
+            }
+        };
+        let wan_addr = free_addr();
+        let listener = tokio::net::TcpListener::bind(wan_addr).await?;
+        links.push(Link::spawn(
+            path.into(),
+            listener,
+            server_side,
+            wan,
+            stop_rx.clone(),
+        ));
+        let follow = match path {
+            "direct" => wan_addr,
+            _ => {
+                let e = free_addr();
+                let (prog, mut a) = if path == "georep" {
+                    (georep.clone(), vec!["tunnel".to_string()])
+                } else {
+                    (spiped.clone(), vec![])
+                };
+                a.extend(
+                    [
+                        "-e",
+                        "-s",
+                        &bracket(e),
+                        "-t",
+                        &bracket(wan_addr),
+                        "-k",
+                        &key,
+                    ]
+                    .map(String::from),
+                );
+                if path == "spiped" {
+                    a.push("-F".into());
+                }
+                procs.spawn(&prog, &a, &tmp.path().join(format!("{path}-e.log")))?;
+                e
+            }
+        };
+        let r = free_addr();
+        let dir = tmp.path().join(path);
+        std::fs::create_dir_all(&dir)?;
+        let follow_args = ["--replicaof", "127.0.0.1", &follow.port().to_string()];
+        procs.spawn(
+            &redis_server,
+            &redis_args(r.port(), &dir, &follow_args),
+            &tmp.path().join(format!("{path}.log")),
+        )?;
+        replicas.push((path, r, follow));
+    }
+    for (_, r, _) in &replicas {
+        wait_synced(&mut conn(*r).await?).await?;
+    }
+    eprintln!(
+        "three replicas attached through {} ms of emulated WAN",
+        args.latency_ms
+    );
+
+    // Heartbeat: stamp on the primary every 100 ms; each replica measures stamps on arrival.
+    let lags: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); PATHS.len()]));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    {
+        let mut hb = conn(primary).await?;
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! { _ = tick.tick() => {}, _ = stop.wait_for(|s| *s) => return }
+                let now = now_ms().to_string();
+                let _ = hb
+                    .cmd(&["XADD", "hb", "MAXLEN", "~", "1000", "*", "ms", &now])
+                    .await;
+            }
+        }));
+    }
+    for (i, (_, r, _)) in replicas.iter().enumerate() {
+        let mut c = conn(*r).await?;
+        let (lags, measuring, mut stop) = (lags.clone(), measuring.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut last = "$".to_string();
+            loop {
+                let read = ["XREAD", "BLOCK", "1000", "STREAMS", "hb", last.as_str()];
+                let reply = tokio::select! {
+                    r = c.cmd_with_timeout(&read, Duration::from_secs(5)) => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let now = now_ms();
+                if let Ok(v) = reply {
+                    for (id, ms) in entries(&v) {
+                        last = id;
+                        if measuring.load(std::sync::atomic::Ordering::SeqCst) {
+                            lags.lock().unwrap()[i].push(now.saturating_sub(ms) as f64);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    // Idle: the heartbeat alone shows what each path adds to the WAN's one-way delay.
+    eprintln!("idle for {} s…", args.idle_secs);
+    measuring.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let idle: Vec<Vec<f64>> = std::mem::take(&mut *lags.lock().unwrap())
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
+    *lags.lock().unwrap() = vec![Vec::new(); PATHS.len()];
+
+    // Write load, with lag sampled every 10 ms.
+    eprintln!("redis-benchmark: {} pipelined SETs…", args.requests);
+    let load_started = Instant::now();
+    let mut load = Command::new(&benchmark)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port().to_string(),
+            "-t",
+            "set",
+            "-n",
+            &args.requests.to_string(),
+            "-P",
+            "16",
+            "-d",
+            "100",
+            "-r",
+            "1000000",
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut rconns = Vec::new();
+    for (_, r, _) in &replicas {
+        rconns.push(conn(*r).await?);
+    }
+    let mut max_lag = vec![0i64; PATHS.len()];
+    let mut sum_lag = vec![0i64; PATHS.len()];
+    let mut samples = 0i64;
+    while load.try_wait()?.is_none() {
+        // Replica offsets first, then the primary's: the primary can only be ahead, so the lag is
+        // never under-reported by the order of the reads.
+        let mut ro = Vec::new();
+        for c in rconns.iter_mut() {
+            ro.push(info_int(c, "slave_repl_offset").await?);
+        }
+        let po = info_int(&mut p, "master_repl_offset").await?;
+        for (i, r) in ro.into_iter().enumerate() {
+            max_lag[i] = max_lag[i].max(po - r);
+            sum_lag[i] += po - r;
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let load_secs = load_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(false, std::sync::atomic::Ordering::SeqCst);
+    let lags: Vec<Vec<f64>> = lags
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
+
+    // Full sync of ~sync_mb MB, one path at a time, over loopback.
+    for l in &links {
+        l.set_params(LinkParams::default());
+    }
+    let keys = args.sync_mb * 1000;
+    eprintln!("populating {} keys of 1,000 bytes…", keys);
+    p.cmd_with_timeout(
+        &["DEBUG", "POPULATE", &keys.to_string(), "pop", "1000"],
+        Duration::from_secs(600),
+    )
+    .await?;
+    let used = p.info(&["memory"]).await?.int("used_memory").unwrap_or(0);
+    for c in rconns.iter_mut() {
+        c.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
+        c.cmd_with_timeout(&["FLUSHALL"], Duration::from_secs(120))
+            .await?;
+    }
+    let mut sync_secs = Vec::new();
+    for (i, (path, _, follow)) in replicas.iter().enumerate() {
+        let c = &mut rconns[i];
+        let started = Instant::now();
+        c.cmd(&["REPLICAOF", "127.0.0.1", &follow.port().to_string()])
+            .await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.cmd_with_timeout(&["PING"], Duration::from_secs(600))
+            .await?;
+        wait_synced(c).await?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("full sync through {path}: {secs:.2} s");
+        sync_secs.push(secs);
+        c.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
+        c.cmd_with_timeout(&["FLUSHALL"], Duration::from_secs(120))
+            .await?;
+    }
+    stop_tx.send_replace(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("WAN: {} ms one way (user-space emulator); load: redis-benchmark SET -P 16 -d 100, {} requests in {load_secs:.1} s; full sync: {:.2} GB used_memory, loopback\n", args.latency_ms, args.requests, used as f64 / 1e9);
+    println!("| metric | direct | georep | spiped | georep / direct | target |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    let row = |name: &str, v: [f64; 3], target: &str| {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.2}× | {target} |",
+            v[0],
+            v[1],
+            v[2],
+            v[1] / v[0]
+        );
+    };
+    let per = |f: &dyn Fn(usize) -> f64| [f(0), f(1), f(2)];
+    row(
+        "heartbeat lag idle, p50 (ms)",
+        per(&|i| percentile(&idle[i], 0.5)),
+        "≤ 47 ms",
+    );
+    row(
+        "heartbeat lag idle, p99 (ms)",
+        per(&|i| percentile(&idle[i], 0.99)),
+        "≤ 1.1× direct",
+    );
+    let kb = |v: i64| v as f64 / 1e3;
+    let goal = "≤ 1.1× direct, < spiped";
+    row(
+        "replication lag under load, max (KB)",
+        per(&|i| kb(max_lag[i])),
+        goal,
+    );
+    row(
+        "replication lag under load, mean (KB)",
+        per(&|i| kb(sum_lag[i] / samples.max(1))),
+        goal,
+    );
+    row(
+        "heartbeat lag under load, p50 (ms)",
+        per(&|i| percentile(&lags[i], 0.5)),
+        goal,
+    );
+    row(
+        "heartbeat lag under load, p99 (ms)",
+        per(&|i| percentile(&lags[i], 0.99)),
+        goal,
+    );
+    row("full sync of the dataset (s)", per(&|i| sync_secs[i]), goal);
+    let counts = |v: &[Vec<f64>]| {
+        v.iter()
+            .map(|v| v.len().to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "\nsamples — heartbeat idle: {}; heartbeat under load: {}; offsets under load: {samples}",
+        counts(&idle),
+        counts(&lags)
+    );
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `(id, ms)` of every entry in an `XREAD` reply.
+fn entries(reply: &Value) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Value::Array(Some(streams)) = reply else {
+        return out;
+    };
+    for s in streams {
+        let Value::Array(Some(s)) = s else { continue };
+        let Some(Value::Array(Some(items))) = s.get(1) else {
+            continue;
+        };
+        for e in items {
+            let Value::Array(Some(e)) = e else { continue };
+            let (Some(id), Some(Value::Array(Some(f)))) =
+                (e.first().and_then(Value::text), e.get(1))
+            else {
+                continue;
+            };
+            if let Some(ms) = f.get(1).and_then(Value::text).and_then(|t| t.parse().ok()) {
+                out.push((id, ms));
+            }
+        }
+    }
+    out
+}
