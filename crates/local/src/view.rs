@@ -39,26 +39,25 @@ pub fn local_agents(topology: &Topology) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
-/// Fetches `/status` from every agent at once.
+/// Fetches `/status` from every agent at once (a dead agent costs its timeout once, not once per
+/// region behind it).
 pub async fn fetch(agents: &[(String, SocketAddr)]) -> Vec<Row> {
-    let calls = agents.iter().map(|(name, addr)| async move {
-        let status =
-            match crate::http::request(*addr, "GET", "/status", Duration::from_secs(2)).await {
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, (name, addr)) in agents.iter().cloned().enumerate() {
+        calls.spawn(async move {
+            let reply = crate::http::request(addr, "GET", "/status", Duration::from_secs(2)).await;
+            let status = match reply {
                 Ok(r) if r.status == 200 => serde_json::from_str(&r.body)
                     .map_err(|e| format!("bad status from agent at {addr}: {e}")),
                 Ok(r) => Err(format!("agent at {addr} answered HTTP {}", r.status)),
                 Err(e) => Err(format!("agent at {addr} unreachable: {e}")),
             };
-        Row {
-            name: name.clone(),
-            status,
-        }
-    });
-    let mut rows = Vec::new();
-    for call in calls {
-        rows.push(call.await);
+            (i, Row { name, status })
+        });
     }
-    rows
+    let mut rows: Vec<(usize, Row)> = calls.join_all().await;
+    rows.sort_by_key(|(i, _)| *i);
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A fixed-width table, one row per region.
