@@ -212,25 +212,31 @@ async fn main() -> anyhow::Result<()> {
     let mut links: Vec<LinkHandle> = Vec::new();
     let mut replicas = Vec::new();
     for path in PATHS {
+        // A tunnel endpoint of this path's implementation, listening on a fresh port.
+        let mut tunnel = |mode: &str, target: SocketAddr| -> anyhow::Result<SocketAddr> {
+            let listen = free_addr();
+            let (program, mut a) = match path {
+                "georep" => (&georep, vec!["tunnel".to_string()]),
+                _ => (&spiped, vec!["-F".to_string()]),
+            };
+            a.extend(
+                [
+                    mode,
+                    "-s",
+                    &bracket(listen),
+                    "-t",
+                    &bracket(target),
+                    "-k",
+                    &key,
+                ]
+                .map(String::from),
+            );
+            procs.spawn(program, &a, &tmp.path().join(format!("{path}{mode}.log")))?;
+            Ok(listen)
+        };
         let server_side = match path {
             "direct" => primary,
-            _ => {
-                let d = free_addr();
-                let (prog, mut a) = if path == "georep" {
-                    (georep.clone(), vec!["tunnel".to_string()])
-                } else {
-                    (spiped.clone(), vec![])
-                };
-                a.extend(
-                    ["-d", "-s", &bracket(d), "-t", &bracket(primary), "-k", &key]
-                        .map(String::from),
-                );
-                if path == "spiped" {
-                    a.push("-F".into());
-                }
-                procs.spawn(&prog, &a, &tmp.path().join(format!("{path}-d.log")))?;
-                d
-            }
+            _ => tunnel("-d", primary)?,
         };
         let wan_addr = free_addr();
         let listener = tokio::net::TcpListener::bind(wan_addr).await?;
@@ -243,31 +249,7 @@ async fn main() -> anyhow::Result<()> {
         ));
         let follow = match path {
             "direct" => wan_addr,
-            _ => {
-                let e = free_addr();
-                let (prog, mut a) = if path == "georep" {
-                    (georep.clone(), vec!["tunnel".to_string()])
-                } else {
-                    (spiped.clone(), vec![])
-                };
-                a.extend(
-                    [
-                        "-e",
-                        "-s",
-                        &bracket(e),
-                        "-t",
-                        &bracket(wan_addr),
-                        "-k",
-                        &key,
-                    ]
-                    .map(String::from),
-                );
-                if path == "spiped" {
-                    a.push("-F".into());
-                }
-                procs.spawn(&prog, &a, &tmp.path().join(format!("{path}-e.log")))?;
-                e
-            }
+            _ => tunnel("-e", wan_addr)?,
         };
         let r = free_addr();
         let dir = tmp.path().join(path);
