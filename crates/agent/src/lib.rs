@@ -17,6 +17,7 @@
 mod config;
 mod control;
 pub mod credentials;
+pub mod exported;
 mod heartbeat;
 mod http;
 mod metrics;

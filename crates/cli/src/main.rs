@@ -1,9 +1,11 @@
 //! The `georep` command. This file only wires subcommands to the libraries that do the work.
 #![forbid(unsafe_code)]
 
+mod acl_cmd;
 mod agent_cmd;
 mod exit;
 mod link_cmd;
+mod render_cmd;
 mod signal;
 mod status_cmd;
 mod telemetry;
@@ -43,6 +45,10 @@ enum Command {
         /// Where to write the key.
         path: std::path::PathBuf,
     },
+    /// Render the production form of a topology: `georep render k8s TOPOLOGY --out DIR`.
+    Render(render_cmd::RenderArgs),
+    /// Write Redis's ACL file (SHA-256 hashes only) from a credentials directory.
+    AclFile(acl_cmd::AclFileArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +61,8 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status_cmd::main(args),
         Command::Link(args) => link_cmd::main(args),
         Command::Agent(args) => agent_cmd::main(*args),
+        Command::Render(args) => render_cmd::main(args),
+        Command::AclFile(args) => acl_cmd::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
