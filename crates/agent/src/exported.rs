@@ -11,7 +11,7 @@ use crate::metrics::AgentMetrics;
 pub fn metric_names() -> Vec<String> {
     let mut registry = Registry::with_prefix("georep");
     let _agent = AgentMetrics::register(&mut registry);
-    let _tunnel = TunnelMetrics::register(registry.sub_registry_with_prefix("tunnel"));
+    let _tunnel = TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
     let text = tunnel::metrics::render(&registry);
     let mut names = std::collections::BTreeSet::new();
     for line in text.lines() {

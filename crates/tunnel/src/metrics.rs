@@ -29,6 +29,10 @@ impl Direction {
 
 type Labels = Vec<(&'static str, String)>;
 
+const ACTIVE_HELP: &str = "Connections open now";
+const ACCEPTED_HELP: &str = "Connections accepted";
+const WAITS_HELP: &str = "Times the -n connection limit was reached and accepting paused";
+
 /// The most recent failure of a tunnel endpoint, for status pages ("link down: bad_mac").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -41,8 +45,15 @@ pub struct Failure {
 }
 
 /// The metric families, shared by every tunnel of a process (each adds its `link` label).
+///
+/// The three label-less series exist twice: plain, for a standalone `georep tunnel` (so they print
+/// as `name value`, not `name{} value`), and as families for an agent's tunnels, which carry a
+/// `link` label. Only one of the two is registered.
 #[derive(Debug, Default)]
 struct Families {
+    active: Gauge,
+    accepted: Counter,
+    limit_waits: Counter,
     connections_active: Family<Labels, Gauge>,
     connections: Family<Labels, Counter>,
     connection_limit_waits: Family<Labels, Counter>,
@@ -65,22 +76,39 @@ pub struct TunnelMetrics {
 }
 
 impl TunnelMetrics {
-    /// Creates the metrics and registers them under `registry` (prefix it as needed).
+    /// Creates the metrics of a standalone tunnel and registers them under `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let f = &m.families;
-        let r = registry;
-        r.register(
+        registry.register("connections_active", ACTIVE_HELP, f.active.clone());
+        registry.register("connections", ACCEPTED_HELP, f.accepted.clone());
+        registry.register("connection_limit_waits", WAITS_HELP, f.limit_waits.clone());
+        m.register_labelled(registry);
+        m
+    }
+
+    /// Creates metrics for several tunnels of one process, each obtained with
+    /// [`TunnelMetrics::for_link`] and told apart by its `link` label.
+    pub fn register_per_link(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let f = &m.families;
+        registry.register(
             "connections_active",
-            "Connections open now",
+            ACTIVE_HELP,
             f.connections_active.clone(),
         );
-        r.register("connections", "Connections accepted", f.connections.clone());
-        r.register(
+        registry.register("connections", ACCEPTED_HELP, f.connections.clone());
+        registry.register(
             "connection_limit_waits",
-            "Times the -n connection limit was reached and accepting paused",
+            WAITS_HELP,
             f.connection_limit_waits.clone(),
         );
+        m.register_labelled(registry);
+        m
+    }
+
+    fn register_labelled(&self, r: &mut Registry) {
+        let f = &self.families;
         r.register(
             "handshakes",
             "Completed handshakes by key index",
@@ -111,7 +139,6 @@ impl TunnelMetrics {
             "Packets sealed or opened, by direction",
             f.packets.clone(),
         );
-        m
     }
 
     /// Metrics for another tunnel of the same process, told apart by a `link` label.
@@ -145,10 +172,14 @@ impl TunnelMetrics {
 
     /// Connections open now.
     pub fn active(&self) -> i64 {
-        self.families
-            .connections_active
-            .get_or_create(&self.labels(None))
-            .get()
+        match self.link {
+            None => self.families.active.get(),
+            Some(_) => self
+                .families
+                .connections_active
+                .get_or_create(&self.labels(None))
+                .get(),
+        }
     }
 
     pub(crate) fn failed(&self, reason: &'static str, message: String) {
@@ -161,23 +192,39 @@ impl TunnelMetrics {
     }
 
     pub(crate) fn connection_opened(&self) {
-        let l = self.labels(None);
-        self.families.connections.get_or_create(&l).inc();
-        self.families.connections_active.get_or_create(&l).inc();
+        let f = &self.families;
+        if self.link.is_none() {
+            f.accepted.inc();
+            f.active.inc();
+        } else {
+            let l = self.labels(None);
+            f.connections.get_or_create(&l).inc();
+            f.connections_active.get_or_create(&l).inc();
+        }
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.families
-            .connections_active
-            .get_or_create(&self.labels(None))
-            .dec();
+        match self.link {
+            None => drop(self.families.active.dec()),
+            Some(_) => drop(
+                self.families
+                    .connections_active
+                    .get_or_create(&self.labels(None))
+                    .dec(),
+            ),
+        }
     }
 
     pub(crate) fn limit_reached(&self) {
-        self.families
-            .connection_limit_waits
-            .get_or_create(&self.labels(None))
-            .inc();
+        match self.link {
+            None => drop(self.families.limit_waits.inc()),
+            Some(_) => drop(
+                self.families
+                    .connection_limit_waits
+                    .get_or_create(&self.labels(None))
+                    .inc(),
+            ),
+        }
     }
 
     pub(crate) fn handshake_ok(&self, key_index: usize) {
