@@ -74,7 +74,8 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
 
     let mut registry = Registry::with_prefix("georep");
     let agent_metrics = metrics::AgentMetrics::register(&mut registry);
-    let tunnel_metrics = TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
+    let tunnel_metrics =
+        TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
     let primary = config.topology.primary;
     let primary_link = clients
         .iter()
