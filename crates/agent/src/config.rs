@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub heartbeat_every: Duration,
     /// How often Redis is checked and corrected.
     pub reconcile_every: Duration,
+    /// Where the agent keeps its state file (the highest epoch and primary it has learned).
+    pub state_dir: std::path::PathBuf,
 }
 
 impl AgentConfig {

@@ -6,6 +6,7 @@
 //!  regions    │ tunnel clients ◄── 127.0.0.1:(base+i) ◄── Redis replicaof│
 //!             │ control loop: role, ACL, config  ·  heartbeat / lag    │
 //!             │ HTTP: /status /metrics /healthz /readyz                │
+//!             │       POST /failover (planned)  POST /promote (forced) │
 //!             └────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cluster_view;
 mod config;
 mod control;
 pub mod credentials;
@@ -22,7 +24,9 @@ mod heartbeat;
 mod http;
 mod metrics;
 pub mod plan;
+pub mod state;
 pub mod status;
+mod switchover;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -76,11 +80,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let agent_metrics = metrics::AgentMetrics::register(&mut registry);
     let tunnel_metrics =
         TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
-    let primary = config.topology.primary;
-    let primary_link = clients
-        .iter()
-        .find(|(i, _, _)| *i == primary)
-        .map(|(_, name, _)| tunnel_metrics.for_link(name));
+    let mut links = std::collections::HashMap::new();
 
     let mut tasks = tokio::task::JoinSet::new();
     // Inbound: other regions' agents (and their Redis replicas) reach our Redis.
@@ -108,10 +108,8 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         );
         out.max_connections = None;
         out.shutdown_grace = Duration::from_secs(1);
-        let metrics = match &primary_link {
-            Some(m) if i == primary => m.clone(),
-            _ => tunnel_metrics.for_link(&name),
-        };
+        let metrics = tunnel_metrics.for_link(&name);
+        links.insert(i, metrics.clone());
         tasks.spawn(keep_tunnel(out, listener, metrics, shutdown.clone()));
     }
 
@@ -122,12 +120,23 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         http = %config.http,
         "agent ready"
     );
+    let known = control::Shared::persisted(&config).unwrap_or(cluster_view::Known {
+        epoch: 1,
+        primary: config.topology.primary,
+    });
     let shared = Arc::new(control::Shared {
         config,
         status: RwLock::new(RegionStatus::default()),
         metrics: agent_metrics,
         lag: Mutex::new(plan::LagTracker::default()),
-        primary_link,
+        known: RwLock::new(known),
+        // Until the first round has looked at the other regions, nothing is confirmed.
+        fenced: RwLock::new(Some("starting".into())),
+        round_lock: tokio::sync::Mutex::new(()),
+        change_in_progress: Mutex::new(None),
+        last_change: RwLock::new(None),
+        last_offsets: Mutex::new(None),
+        links,
     });
     tasks.spawn(control::run(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::write(shared.clone(), shutdown.clone()));

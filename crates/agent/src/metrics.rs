@@ -1,5 +1,7 @@
 //! The agent's Prometheus metrics (the tunnels register their own under `georep_tunnel_`).
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -19,6 +21,9 @@ pub(crate) struct AgentMetrics {
     pub(crate) sync_partial_err: Gauge,
     pub(crate) keys: Gauge,
     pub(crate) reconcile_actions: Gauge,
+    pub(crate) failovers: Family<Vec<(String, String)>, Counter>,
+    pub(crate) last_write_pause_ms: Gauge,
+    pub(crate) last_change_duration_ms: Gauge,
 }
 
 impl AgentMetrics {
@@ -41,6 +46,9 @@ impl AgentMetrics {
             sync_partial_err: Gauge::default(),
             keys: Gauge::default(),
             reconcile_actions: Gauge::default(),
+            failovers: Family::default(),
+            last_write_pause_ms: Gauge::default(),
+            last_change_duration_ms: Gauge::default(),
         };
         let r = registry;
         r.register(
@@ -94,6 +102,21 @@ impl AgentMetrics {
             "reconcile_actions",
             "Corrections the last control-loop round applied to Redis",
             m.reconcile_actions.clone(),
+        );
+        r.register(
+            "failovers",
+            "Changes of primary this agent carried out, by kind (planned, emergency)",
+            m.failovers.clone(),
+        );
+        r.register(
+            "last_write_pause_ms",
+            "Write pause of the last planned switchover this agent ran, in milliseconds",
+            m.last_write_pause_ms.clone(),
+        );
+        r.register(
+            "last_primary_change_duration_ms",
+            "Duration of the last change of primary this agent ran, in milliseconds",
+            m.last_change_duration_ms.clone(),
         );
         m
     }

@@ -39,4 +39,32 @@ pub struct RegionStatus {
     pub repl_offset: Option<u64>,
     /// Last control-loop error, if the last round failed.
     pub error: Option<String>,
+    /// Why this region's Redis is held read-only although the epoch names it primary.
+    #[serde(default)]
+    pub fenced: Option<String>,
+    /// The last change of primary this agent carried out (planned or emergency).
+    #[serde(default)]
+    pub last_change: Option<PrimaryChange>,
+}
+
+/// One change of primary, as the agent that carried it out reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PrimaryChange {
+    /// `planned` (`georep failover`) or `emergency` (`georep promote --force`).
+    pub kind: String,
+    /// The previous primary, as this agent knew it.
+    pub from: String,
+    /// The new primary.
+    pub to: String,
+    /// The new epoch.
+    pub epoch: u64,
+    /// When it completed, Unix milliseconds.
+    pub at_ms: u64,
+    /// How long the whole change took, milliseconds.
+    pub duration_ms: u64,
+    /// Planned: how long application writes were paused, milliseconds.
+    pub write_pause_ms: Option<u64>,
+    /// Emergency: replication bytes the promoted region had not received from the old primary,
+    /// as far as its agent last saw (a lower bound; `None` when unknown).
+    pub offset_gap: Option<u64>,
 }

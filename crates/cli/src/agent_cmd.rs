@@ -51,6 +51,10 @@ pub(crate) struct AgentArgs {
     /// Accept tunnel key files shorter than 32 bytes.
     #[arg(long)]
     allow_short_key: bool,
+    /// Where the agent keeps its state file (the highest epoch and primary it has learned);
+    /// put it on the volume that holds Redis's data.
+    #[arg(long, value_name = "DIR", default_value = "/data/georep")]
+    state_dir: PathBuf,
 }
 
 impl AgentArgs {
@@ -113,6 +117,7 @@ impl AgentArgs {
             peer_endpoints,
             heartbeat_every: Duration::from_millis(100),
             reconcile_every: Duration::from_secs(1),
+            state_dir: self.state_dir,
             topology,
         })
     }

@@ -4,7 +4,9 @@
 mod acl_cmd;
 mod agent_cmd;
 mod exit;
+mod failover_cmd;
 mod link_cmd;
+mod promote_cmd;
 mod render_cmd;
 mod signal;
 mod status_cmd;
@@ -45,6 +47,10 @@ enum Command {
         /// Where to write the key.
         path: std::path::PathBuf,
     },
+    /// Planned switchover: move the primary to another region with no acknowledged write lost.
+    Failover(failover_cmd::FailoverArgs),
+    /// Emergency: make a region the primary while the primary's region is unreachable.
+    Promote(promote_cmd::PromoteArgs),
     /// Render the production form of a topology: `georep render k8s TOPOLOGY --out DIR`.
     Render(render_cmd::RenderArgs),
     /// Write Redis's ACL file (SHA-256 hashes only) from a credentials directory.
@@ -61,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status_cmd::main(args),
         Command::Link(args) => link_cmd::main(args),
         Command::Agent(args) => agent_cmd::main(*args),
+        Command::Failover(args) => failover_cmd::main(args),
+        Command::Promote(args) => promote_cmd::main(args),
         Command::Render(args) => render_cmd::main(args),
         Command::AclFile(args) => acl_cmd::main(args),
     };

@@ -82,13 +82,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
     println!("\nstopping {name}…");
+    let data = cluster.layout().root.clone();
     cluster.stop().await;
-    println!("stopped; data kept in {}", cluster_dir_hint());
+    println!(
+        "stopped; data kept in {} (run `georep up` again to resume)",
+        data.display()
+    );
     Ok(())
-}
-
-fn cluster_dir_hint() -> String {
-    "the data directory (run `georep up` again to resume)".to_string()
 }
 
 fn intro(cluster: &Cluster) {

@@ -58,7 +58,9 @@ pub fn redis_conf(topology: &Topology, region: usize, source: &str) -> String {
         conf.push_str(&format!("maxmemory {m}\n"));
     }
     if primary {
-        conf.push_str("save \"\"\n");
+        // Fenced until its agent confirms the epoch with another region: no replica attached, no
+        // write accepted (see docs/operations.md, "Changing the primary").
+        conf.push_str("save \"\"\nmin-replicas-to-write 1\nmin-replicas-max-lag 10\n");
     } else {
         conf.push_str(&format!(
             "save {} 1\nreplicaof 127.0.0.1 {}\nmasteruser {}\n",

@@ -66,6 +66,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
 struct RegionProcs {
     redis: Supervised,
     agent: Supervised,
+    /// Killed on purpose ([`Cluster::kill_region`]): not restarted until [`Cluster::start_region`].
+    held: bool,
 }
 
 /// Process ids of one region, as served on the control API.
@@ -89,6 +91,7 @@ pub struct Cluster {
     stop_tx: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
     georep: PathBuf,
+    redis_server: PathBuf,
     control: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -157,14 +160,18 @@ impl Cluster {
         for (r, redis) in topology.regions.iter().zip(regions) {
             let agent = Supervised::start(agent_spec(&topology, &layout, &georep, r.index))
                 .map_err(io(format!("starting the agent for {}", r.name)))?;
-            procs.push(RegionProcs { redis, agent });
+            procs.push(RegionProcs {
+                redis,
+                agent,
+                held: false,
+            });
         }
         let regions = Arc::new(Mutex::new(procs));
         let supervisor = tokio::spawn(supervise(
             Arc::clone(&topology),
             layout.clone(),
             passwords.clone(),
-            redis_server,
+            redis_server.clone(),
             Arc::clone(&regions),
         ));
         let links = Arc::new(links);
@@ -178,6 +185,7 @@ impl Cluster {
             stop_tx,
             supervisor,
             georep,
+            redis_server,
             control,
         };
         cluster.serve_control(stop_rx).await?;
@@ -237,6 +245,48 @@ impl Cluster {
         agent.restart().await
     }
 
+    /// Kills one region's Redis and agent with SIGKILL (a region lost at once) and keeps the
+    /// supervisor from restarting them until [`Cluster::start_region`].
+    pub async fn kill_region(&self, region: usize) {
+        let mut regions = self.regions.lock().await;
+        let r = &mut regions[region];
+        r.held = true;
+        for p in [&mut r.redis, &mut r.agent] {
+            if let Some(pid) = p.pid() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = p.wait_exit(Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Starts a region killed by [`Cluster::kill_region`] again (redis.conf regenerated from its
+    /// agent's state file, as after any restart), and lets the supervisor watch it again.
+    pub async fn start_region(&self, region: usize) -> Result<(), UpError> {
+        let spec = redis_spec(
+            &self.topology,
+            &self.layout,
+            &self.passwords,
+            &self.redis_server,
+            region,
+        )?;
+        let mut regions = self.regions.lock().await;
+        let r = &mut regions[region];
+        r.redis.set_spec(spec);
+        r.redis
+            .restart()
+            .await
+            .map_err(io("restarting redis-server"))?;
+        r.agent
+            .restart()
+            .await
+            .map_err(io("restarting the agent"))?;
+        r.held = false;
+        Ok(())
+    }
+
     /// Admin login for this cluster's Redis servers (tests and tools).
     pub fn admin_login(&self) -> resp::Credentials {
         self.passwords.admin_login()
@@ -259,7 +309,7 @@ impl Cluster {
         for r in regions.iter_mut() {
             r.agent.stop(Duration::from_secs(10)).await;
         }
-        let primary = self.topology.primary;
+        let primary = current_primary(&self.topology, &self.layout);
         let order = (0..regions.len())
             .filter(|i| *i != primary)
             .chain([primary]);
@@ -379,13 +429,15 @@ fn redis_spec(
     // After a clean stop the primary's RDB carries its replication ID and offset, which its AOF
     // does not: load the RDB so replicas resume with partial resyncs; the agent turns the AOF
     // back on (Redis rewrites it from memory). After a crash, the AOF is the durable copy.
+    // The region this region's agent last knew as primary (its state file), else the topology's.
+    let believed = believed_primary(topology, &dir);
     let marker = dir.join("clean-shutdown");
-    let append_only = i == topology.primary && !(marker.exists() && dir.join("dump.rdb").exists());
+    let append_only = i == believed && !(marker.exists() && dir.join("dump.rdb").exists());
     let _ = std::fs::remove_file(&marker);
     let conf = dir.join("redis.conf");
     layout::write_private(
         &conf,
-        layout::redis_conf(topology, i, &dir, append_only).as_bytes(),
+        layout::redis_conf(topology, i, believed, &dir, append_only).as_bytes(),
     )
     .map_err(io("writing redis.conf"))?;
     Ok(Spec {
@@ -394,6 +446,24 @@ fn redis_spec(
         args: vec![conf.display().to_string()],
         log: dir.join("redis.stdout"),
     })
+}
+
+/// The primary named by a region's agent state file in `dir`, else the topology's primary.
+fn believed_primary(topology: &Topology, dir: &std::path::Path) -> usize {
+    agent::state::load(dir)
+        .and_then(|s| topology.region(&s.primary).map(|r| r.index))
+        .unwrap_or(topology.primary)
+}
+
+/// The primary at the highest epoch any region's state file records.
+fn current_primary(topology: &Topology, layout: &Layout) -> usize {
+    topology
+        .regions
+        .iter()
+        .filter_map(|r| agent::state::load(&layout.region(&r.name)))
+        .max_by_key(|s| s.epoch)
+        .and_then(|s| topology.region(&s.primary).map(|r| r.index))
+        .unwrap_or(topology.primary)
 }
 
 fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i: usize) -> Spec {
@@ -421,6 +491,8 @@ fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i:
         ports.peer_base.to_string(),
         "--announce-port-base".into(),
         topology.local.ports(topology.primary).peer_base.to_string(),
+        "--state-dir".into(),
+        layout.region(name).display().to_string(),
     ];
     for r in &topology.regions {
         if r.index != i {
@@ -483,6 +555,9 @@ async fn supervise(
         let mut regions = regions.lock().await;
         for (i, r) in regions.iter_mut().enumerate() {
             let name = &topology.regions[i].name;
+            if r.held {
+                continue;
+            }
             if let Some(how) = r.redis.exited() {
                 tracing::warn!(region = %name, exit = %how, "redis-server exited; restarting it");
                 match redis_spec(&topology, &layout, &passwords, &redis_server, i) {

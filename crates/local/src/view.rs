@@ -20,7 +20,12 @@ impl Row {
     pub fn is_unhealthy(&self) -> bool {
         match &self.status {
             Err(_) => true,
-            Ok(s) => !s.redis_up || (s.role == "replica" && s.link != "up") || s.role == "unknown",
+            Ok(s) => {
+                !s.redis_up
+                    || (s.role == "replica" && s.link != "up")
+                    || s.role == "unknown"
+                    || s.fenced.is_some()
+            }
         }
     }
 }
@@ -89,7 +94,11 @@ pub fn table(rows: &[Row]) -> String {
                 s.ops_per_sec,
                 opt(s.epoch),
                 s.last_sync.as_deref().unwrap_or("-"),
-                s.link_error.as_deref().or(s.error.as_deref()).unwrap_or(""),
+                s.link_error
+                    .clone()
+                    .or_else(|| s.error.clone())
+                    .or_else(|| s.fenced.as_ref().map(|f| format!("fenced: {f}")))
+                    .unwrap_or_default(),
             )),
             Err(e) => out.push_str(&format!(
                 "{:<16} {:<8} {:<6} {:>8} {:>10} {:>8} {:>7} {:>5} {:<9} {}\n",

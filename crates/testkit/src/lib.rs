@@ -19,12 +19,12 @@ use nix::sys::signal::kill;
 pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-/// How long [`eventually`] keeps trying, from `GEOREP_TEST_PATIENCE_MS` (default 20 s).
+/// How long [`eventually`] keeps trying, from `GEOREP_TEST_PATIENCE_MS` (default 60 s).
 pub fn patience() -> Duration {
     let ms = std::env::var("GEOREP_TEST_PATIENCE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(60_000);
     Duration::from_millis(ms)
 }
 

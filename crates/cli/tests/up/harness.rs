@@ -130,6 +130,14 @@ impl Env {
         serde_json::from_str(&r.body).unwrap()
     }
 
+    /// `/status`, or `None` while the agent does not answer (starting, restarting).
+    pub async fn try_status(&self, i: usize) -> Option<serde_json::Value> {
+        let r = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
+            .await
+            .ok()?;
+        serde_json::from_str(&r.body).ok()
+    }
+
     pub async fn metrics(&self, i: usize) -> String {
         local::http::request(self.http(i), "GET", "/metrics", Duration::from_secs(2))
             .await

@@ -1,6 +1,7 @@
 //! `georep up` end to end: real redis-server and agent processes per region, real tunnels, the
 //! user-space WAN emulator in between (45 ms one way, like the seed's regions).
 
+mod failover;
 mod harness;
 
 use std::time::{Duration, Instant};
@@ -122,7 +123,7 @@ async fn a_killed_replica_region_comes_back_with_a_partial_resync() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_primary_redis_loses_no_acknowledged_write_older_than_a_second() {
+async fn a_killed_primary_redis_loses_no_acknowledged_write_beyond_the_aof_bound() {
     let env = Env::start(&["us-east-1", "eu-central-1"], 45).await;
     env.wait_replicas_up().await;
     let load = Load::start(env.primary_addr(), env.cluster.app_login());
@@ -138,19 +139,30 @@ async fn a_killed_primary_redis_loses_no_acknowledged_write_older_than_a_second(
     );
     env.wait_primary_ready().await;
     let mut primary = env.admin(0).await;
-    let mut lost = Vec::new();
+    // `appendfsync everysec` writes the AOF before answering, so a killed process normally loses
+    // nothing; but while a background fsync is slow (a busy disk), Redis postpones that write for
+    // up to 2 s and keeps answering — its documented worst case. Writes younger than 1 s may go;
+    // the bound checked is Redis's own 2 s, and losses between 1 and 2 s are reported.
+    let mut lost_old = Vec::new();
+    let mut lost_recent = 0;
     for (key, at) in &acked {
-        if killed_at.duration_since(*at) > Duration::from_secs(1)
+        let age = killed_at.duration_since(*at);
+        if age > Duration::from_secs(1)
             && primary.cmd(&["EXISTS", key]).await.unwrap() != resp::Value::Int(1)
         {
-            lost.push(key.clone());
+            if age > Duration::from_secs(2) {
+                lost_old.push(key.clone());
+            } else {
+                lost_recent += 1;
+            }
         }
     }
+    eprintln!("acknowledged writes 1-2 s old lost to a postponed AOF write: {lost_recent}");
     assert!(
-        lost.is_empty(),
-        "{} acknowledged writes older than 1 s were lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
+        lost_old.is_empty(),
+        "{} acknowledged writes older than 2 s were lost: {:?}",
+        lost_old.len(),
+        &lost_old[..lost_old.len().min(5)]
     );
     env.wait_link(1, "up").await;
 }
