@@ -1,6 +1,5 @@
 //! `georep status`: one row per region, from each region's agent.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,19 +29,7 @@ pub(crate) struct StatusArgs {
 
 pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
     let topology = Topology::load(&args.topology).map_err(Failure::usage)?;
-    let mut agents = view::local_agents(&topology);
-    for a in &args.agents {
-        let parsed = a
-            .split_once('=')
-            .and_then(|(n, addr)| Some((n, addr.parse::<SocketAddr>().ok()?)));
-        let (name, addr) = parsed
-            .ok_or_else(|| Failure::usage(anyhow!("--agent {a:?}: expected REGION=HOST:PORT")))?;
-        let slot = agents
-            .iter_mut()
-            .find(|(n, _)| n == name)
-            .ok_or_else(|| Failure::usage(anyhow!("--agent: no region {name:?}")))?;
-        slot.1 = addr;
-    }
+    let agents = crate::failover_cmd::agents(&topology, &args.agents)?;
     let local_mode = args.agents.is_empty();
     let credentials = local_mode.then(|| {
         local::layout::Layout::new(&topology.local.data_dir)
