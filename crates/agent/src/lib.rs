@@ -24,6 +24,7 @@ mod heartbeat;
 mod http;
 mod metrics;
 pub mod plan;
+pub mod redis_conf;
 pub mod state;
 pub mod status;
 mod switchover;
