@@ -66,6 +66,19 @@ impl Drop for InProgress<'_> {
     }
 }
 
+/// A connection to our Redis and its `INFO replication`, or a 503 refusal.
+async fn local_replication(shared: &Shared) -> Result<(Conn, Info), Refusal> {
+    let c = &shared.config;
+    let mut local = Conn::connect(c.redis, Some(&c.passwords.admin_login()), TIMEOUT)
+        .await
+        .map_err(|e| refuse(503, format!("cannot reach our Redis: {e}")))?;
+    let info = local
+        .info(&["replication"])
+        .await
+        .map_err(|e| refuse(503, format!("our Redis: {e}")))?;
+    Ok((local, info))
+}
+
 /// The planned switchover to region `to`.
 pub(crate) async fn failover(
     shared: &Shared,
@@ -95,14 +108,7 @@ pub(crate) async fn failover(
     if target == c.region {
         return Err(refuse(409, format!("{me} is already the primary")));
     }
-    let login = c.passwords.admin_login();
-    let mut local = Conn::connect(c.redis, Some(&login), TIMEOUT)
-        .await
-        .map_err(|e| refuse(503, format!("cannot reach our Redis: {e}")))?;
-    let info = local
-        .info(&["replication"])
-        .await
-        .map_err(|e| refuse(503, format!("our Redis: {e}")))?;
+    let (mut local, info) = local_replication(shared).await?;
     let fenced = shared.fenced.read().expect("not poisoned").is_some();
     if info.get("role") != Some("master") || fenced {
         return Err(refuse(
@@ -114,14 +120,18 @@ pub(crate) async fn failover(
     let budget = timeout
         .saturating_sub(started.elapsed())
         .clamp(Duration::from_millis(100), TIMEOUT);
-    let mut remote = Conn::connect(c.peer_addr(target), Some(&login), budget)
-        .await
-        .map_err(|e| {
-            refuse(
-                503,
-                format!("cannot reach {to}'s Redis through the tunnel: {e}"),
-            )
-        })?;
+    let mut remote = Conn::connect(
+        c.peer_addr(target),
+        Some(&c.passwords.admin_login()),
+        budget,
+    )
+    .await
+    .map_err(|e| {
+        refuse(
+            503,
+            format!("cannot reach {to}'s Redis through the tunnel: {e}"),
+        )
+    })?;
     let tinfo = remote
         .info(&["replication"])
         .await
@@ -248,14 +258,7 @@ pub(crate) async fn promote(shared: &Shared) -> Result<PrimaryChange, Refusal> {
     let _round = shared.round_lock.lock().await;
     let started = Instant::now();
     let known = shared.known();
-    let login = c.passwords.admin_login();
-    let mut local = Conn::connect(c.redis, Some(&login), TIMEOUT)
-        .await
-        .map_err(|e| refuse(503, format!("cannot reach our Redis: {e}")))?;
-    let info = local
-        .info(&["replication"])
-        .await
-        .map_err(|e| refuse(503, format!("our Redis: {e}")))?;
+    let (mut local, info) = local_replication(shared).await?;
     let fenced = shared.fenced.read().expect("not poisoned").is_some();
     if known.primary == c.region && info.get("role") == Some("master") && !fenced {
         return Err(refuse(
@@ -336,10 +339,13 @@ pub(crate) async fn promote(shared: &Shared) -> Result<PrimaryChange, Refusal> {
 /// Region `i`'s name if its Redis answers through our tunnel as an unfenced primary.
 async fn serving_primary(shared: &Shared, i: usize) -> Option<String> {
     let c = &shared.config;
-    let login = c.passwords.admin_login();
-    let mut conn = Conn::connect(c.peer_addr(i), Some(&login), Duration::from_secs(1))
-        .await
-        .ok()?;
+    let mut conn = Conn::connect(
+        c.peer_addr(i),
+        Some(&c.passwords.admin_login()),
+        Duration::from_secs(1),
+    )
+    .await
+    .ok()?;
     let info = conn.info(&["replication"]).await.ok()?;
     let fence = conn
         .cmd(&["CONFIG", "GET", "min-replicas-to-write"])
