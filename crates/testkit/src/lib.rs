@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod proxy;
+pub mod python;
 pub mod servers;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,47 @@
+//! Byte-for-byte forwarding, both ways at once.
+//!
+//! Each direction reads a batch and writes all of it before reading again, so a slow reader
+//! pushes back on its writer and memory stays bounded. End of stream travels as a half-close:
+//! when the client stops sending (EOF), the primary's write side is shut down and its remaining
+//! replies still reach the client. An error in either direction ends both at once.
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::metrics::{Direction, EndpointMetrics};
+
+/// Big enough for `redis-benchmark -P 16` batches in one read.
+const BATCH: usize = 32 * 1024;
+
+/// Forwards until both directions reached end of stream, or either failed.
+pub(crate) async fn relay(
+    client: TcpStream,
+    primary: TcpStream,
+    metrics: &EndpointMetrics,
+) -> io::Result<()> {
+    let (client_read, client_write) = client.into_split();
+    let (primary_read, primary_write) = primary.into_split();
+    let up = pump(client_read, primary_write, Direction::ToPrimary, metrics);
+    let down = pump(primary_read, client_write, Direction::ToClient, metrics);
+    tokio::try_join!(up, down).map(drop)
+}
+
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    direction: Direction,
+    metrics: &EndpointMetrics,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; BATCH];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        metrics.carried(direction, n);
+    }
+}

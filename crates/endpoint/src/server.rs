@@ -1,0 +1,200 @@
+//! Accepts client connections, waits for a route, connects and forwards; closes connections
+//! whose route is gone.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::forward::relay;
+use crate::metrics::{EndpointMetrics, Refusal};
+use crate::route::Route;
+
+/// The error code of a refusal.
+///
+/// `LOADING` ("the server is not ready yet, try again") is the code client libraries treat as
+/// transient: redis-py raises `BusyLoadingError`, a `ConnectionError`, which its `Retry` retries
+/// and which makes it reconnect; go-redis retries it in `shouldRetry`; Lettuce and Jedis surface
+/// it as a distinct loading exception. `TRYAGAIN` and `MASTERDOWN` are retried by go-redis only.
+pub const REFUSAL_CODE: &str = "LOADING";
+
+/// Bounds of the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most client connections at once; beyond it a client gets Redis's
+    /// `-ERR max number of clients reached` and is closed.
+    pub max_connections: usize,
+    /// How long a new client waits for a primary (none known, or not yet reachable) before it
+    /// is refused. Covers a planned switchover, so clients that connect during one succeed.
+    pub hold: Duration,
+    /// Longest wait for one connection attempt to the primary.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            hold: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Forwards every connection accepted on `listener` to the current `route` until `shutdown`
+/// turns true; then closes every connection and returns.
+pub async fn serve(
+    listener: TcpListener,
+    route: watch::Receiver<Route>,
+    limits: Limits,
+    metrics: EndpointMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let (client, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning on the error.
+                tracing::warn!(error = %e, "endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.refuse(Refusal::MaxClients);
+            tracing::warn!(%peer, limit = limits.max_connections, "endpoint: connection limit reached");
+            tasks.spawn(refuse(client, "ERR max number of clients reached".to_owned()));
+            continue;
+        };
+        let (route, metrics, mut shutdown) = (route.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            metrics.opened();
+            tokio::select! {
+                () = connection(client, peer, route, limits, &metrics) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+            metrics.ended();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+async fn connection(
+    client: TcpStream,
+    peer: SocketAddr,
+    mut route: watch::Receiver<Route>,
+    limits: Limits,
+    metrics: &EndpointMetrics,
+) {
+    let deadline = Instant::now() + limits.hold;
+    let (primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {
+        Ok(connected) => connected,
+        Err(refusal) => {
+            metrics.refuse(refusal.kind);
+            tracing::info!(%peer, reason = refusal.kind.label(), "endpoint: refusing client: {}", refusal.message);
+            refuse(client, format!("{REFUSAL_CODE} georep: {}", refusal.message)).await;
+            return;
+        }
+    };
+    let _ = primary.set_nodelay(true);
+    metrics.forward();
+    tokio::select! {
+        result = relay(client, primary, metrics) => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "endpoint: connection ended with an error");
+            }
+        }
+        () = route_changed(&mut route, &current) => {
+            metrics.route_close();
+            tracing::info!(%peer, "endpoint: route changed; closing connection to the old primary");
+        }
+    }
+}
+
+struct Refused {
+    kind: Refusal,
+    message: String,
+}
+
+/// Waits for a route and connects to it, retrying until `deadline`.
+async fn connect(
+    route: &mut watch::Receiver<Route>,
+    deadline: Instant,
+    connect_timeout: Duration,
+) -> Result<(TcpStream, Route), Refused> {
+    loop {
+        let current = route.borrow_and_update().clone();
+        let failure = match &current {
+            Route::Unavailable { reason } => Refused {
+                kind: Refusal::NoPrimary,
+                message: format!("no primary known ({reason})"),
+            },
+            Route::Primary { addr, epoch } => {
+                let attempt_until = deadline.min(Instant::now() + connect_timeout);
+                match tokio::time::timeout_at(attempt_until, TcpStream::connect(*addr)).await {
+                    Ok(Ok(stream)) => return Ok((stream, current)),
+                    Ok(Err(e)) => Refused {
+                        kind: Refusal::Unreachable,
+                        message: format!("primary {addr} (epoch {epoch}) unreachable: {e}"),
+                    },
+                    Err(_) => Refused {
+                        kind: Refusal::Unreachable,
+                        message: format!("primary {addr} (epoch {epoch}) did not accept in time"),
+                    },
+                }
+            }
+        };
+        // Wait for a new route; without one, retry an unreachable primary after a short pause.
+        let retry = match current {
+            Route::Primary { .. } => Instant::now() + Duration::from_millis(100),
+            Route::Unavailable { .. } => deadline,
+        };
+        if Instant::now() >= deadline {
+            return Err(failure);
+        }
+        tokio::select! {
+            changed = route.changed() => if changed.is_err() { return Err(failure) },
+            () = tokio::time::sleep_until(retry.min(deadline)) => {}
+        }
+        if Instant::now() >= deadline && route.borrow().addr().is_none() {
+            return Err(failure);
+        }
+    }
+}
+
+/// Resolves when the route is no longer `current` (or its publisher is gone).
+async fn route_changed(route: &mut watch::Receiver<Route>, current: &Route) {
+    let _ = route.wait_for(|r| r != current).await;
+}
+
+/// Answers with one error reply and closes. The client's unread bytes are drained for a moment
+/// first: closing a socket with unread data sends a reset, which could destroy the reply before
+/// the client reads it.
+async fn refuse(mut client: TcpStream, error: String) {
+    let reply = format!("-{}\r\n", error.replace(['\r', '\n'], " "));
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        client.write_all(reply.as_bytes()).await?;
+        client.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while client.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}

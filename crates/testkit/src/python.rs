@@ -1,0 +1,131 @@
+//! A Python virtualenv with redis-py, for tests that talk to Redis the way applications do.
+//!
+//! Created once per target directory (`$CARGO_TARGET_DIR/test-venv`, or `GEOREP_TEST_VENV`) with
+//! `python3 -m venv` and `pip install` of the pinned [`REDIS_PY`]. Concurrency-safe without a
+//! lock: each creator builds in its own temporary directory and publishes it with one atomic
+//! `rename`; a loser of that race uses the winner's venv. Within one test binary the work is done
+//! once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The redis-py release the tests use, from PyPI.
+pub const REDIS_PY: &str = "redis==5.2.1";
+
+/// A ready virtualenv.
+#[derive(Debug, Clone)]
+pub struct Venv {
+    root: PathBuf,
+}
+
+impl Venv {
+    /// The venv, created on first use. Panics with what to install when python3, its `venv`
+    /// module or pip is missing, or when PyPI cannot be reached.
+    pub fn get() -> &'static Self {
+        static VENV: OnceLock<Venv> = OnceLock::new();
+        VENV.get_or_init(|| Self::create(&venv_dir()).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// The venv's Python interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.root.join("bin").join("python")
+    }
+
+    /// `python -c script args…`, unbuffered, ready to spawn.
+    pub fn script(&self, script: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.python());
+        cmd.arg("-u").arg("-c").arg(script).args(args);
+        cmd
+    }
+
+    fn create(dir: &Path) -> Result<Self, String> {
+        let venv = Self {
+            root: dir.to_path_buf(),
+        };
+        if venv.ready() {
+            return Ok(venv);
+        }
+        let parent = dir.parent().ok_or("venv directory has no parent")?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+        let building = parent.join(format!(
+            ".{}.building-{}",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("venv"),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&building);
+        let result = build(&building);
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&building);
+            return Err(e);
+        }
+        // Moving a venv breaks only its entry-point scripts (`bin/pip`), which record their path;
+        // `bin/python` finds its site-packages relative to itself, and it is all the tests use.
+        if std::fs::rename(&building, dir).is_err() {
+            // Another process published first; use its venv.
+            let _ = std::fs::remove_dir_all(&building);
+        }
+        if venv.ready() {
+            Ok(venv)
+        } else {
+            Err(format!("test venv at {} is incomplete", dir.display()))
+        }
+    }
+
+    fn ready(&self) -> bool {
+        Command::new(self.python())
+            .args(["-c", "import redis"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+fn build(dir: &Path) -> Result<(), String> {
+    let status = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| {
+            format!(
+                "cannot run python3 ({e}): install it, e.g. `apt-get install python3 python3-venv`"
+            )
+        })?;
+    if !status.success() {
+        return Err(
+            "`python3 -m venv` failed: install the venv module, e.g. `apt-get install python3-venv`"
+                .into(),
+        );
+    }
+    let pip = Command::new(dir.join("bin").join("python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg(REDIS_PY)
+        .output()
+        .map_err(|e| format!("cannot run pip in the test venv: {e}"))?;
+    if !pip.status.success() {
+        return Err(format!(
+            "`pip install {REDIS_PY}` failed (is PyPI reachable? is python3-pip installed?):\n{}",
+            String::from_utf8_lossy(&pip.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// `GEOREP_TEST_VENV`, else `test-venv` in the target directory of the running test binary.
+fn venv_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GEOREP_TEST_VENV") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("test-venv");
+    }
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("path of the test binary");
+    exe.ancestors()
+        .nth(3)
+        .map(|target| target.join("test-venv"))
+        .unwrap_or_else(|| std::env::temp_dir().join("georep-test-venv"))
+}
