@@ -133,7 +133,9 @@ struct Refused {
     message: String,
 }
 
-/// Waits for a route and connects to it, retrying until `deadline`.
+/// Waits for a route and connects to it, retrying until `deadline`. An attempt already under way
+/// at the deadline may finish (each is bounded by `connect_timeout`), so a client is refused with
+/// the real reason rather than "out of time".
 async fn connect(
     route: &mut watch::Receiver<Route>,
     deadline: Instant,
@@ -147,8 +149,7 @@ async fn connect(
                 message: format!("no primary known ({reason})"),
             },
             Route::Primary { addr, epoch } => {
-                let attempt_until = deadline.min(Instant::now() + connect_timeout);
-                match tokio::time::timeout_at(attempt_until, TcpStream::connect(*addr)).await {
+                match tokio::time::timeout(connect_timeout, TcpStream::connect(*addr)).await {
                     Ok(Ok(stream)) => return Ok((stream, current)),
                     Ok(Err(e)) => Refused {
                         kind: Refusal::Unreachable,
@@ -156,25 +157,28 @@ async fn connect(
                     },
                     Err(_) => Refused {
                         kind: Refusal::Unreachable,
-                        message: format!("primary {addr} (epoch {epoch}) did not accept in time"),
+                        message: format!(
+                            "primary {addr} (epoch {epoch}) did not accept within {connect_timeout:?}"
+                        ),
                     },
                 }
             }
         };
-        // Wait for a new route; without one, retry an unreachable primary after a short pause.
+        if Instant::now() >= deadline {
+            return Err(failure);
+        }
+        // Wait for a new route; an unreachable primary is retried after a short pause.
         let retry = match current {
             Route::Primary { .. } => Instant::now() + Duration::from_millis(100),
             Route::Unavailable { .. } => deadline,
         };
-        if Instant::now() >= deadline {
-            return Err(failure);
-        }
         tokio::select! {
             changed = route.changed() => if changed.is_err() { return Err(failure) },
-            () = tokio::time::sleep_until(retry.min(deadline)) => {}
-        }
-        if Instant::now() >= deadline && route.borrow().addr().is_none() {
-            return Err(failure);
+            () = tokio::time::sleep_until(retry.min(deadline)) => {
+                if Instant::now() >= deadline {
+                    return Err(failure);
+                }
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A plain redis-py client through the endpoint to real redis-servers: MULTI/EXEC, pub/sub,
 //! BLPOP, HELLO 3 and EVAL pass untouched; a route change closes the old connection and the
 //! client lands on the new primary; with no route, a new client is held then refused with an
-//! error redis-py treats as a connection error.
+//! error redis-py treats as a transient connection error (and retries).
 
 mod common;
 
@@ -136,7 +136,8 @@ async fn redis_py_through_the_endpoint() {
     );
     assert_eq!(refused["is_connection_error"], true);
     assert!(refused["seconds"].as_f64().unwrap() >= 0.7, "{refused}");
-    assert_eq!(metrics.refused(Refusal::NoPrimary), 1);
+    // redis-py's default retry policy retried the refusal: LOADING is a transient error to it.
+    assert!(metrics.refused(Refusal::NoPrimary) >= 2);
     py.finish().await;
 
     stop.send_replace(true);

@@ -1,7 +1,7 @@
 //! A Python virtualenv with redis-py, for tests that talk to Redis the way applications do.
 //!
 //! Created once per target directory (`$CARGO_TARGET_DIR/test-venv`, or `GEOREP_TEST_VENV`) with
-//! `python3 -m venv` and `pip install` of the pinned [`REDIS_PY`]. Concurrency-safe without a
+//! `python3 -m venv` and `pip install` of the pinned [`REDIS_PY_VERSION`]. Concurrency-safe without a
 //! lock: each creator builds in its own temporary directory and publishes it with one atomic
 //! `rename`; a loser of that race uses the winner's venv. Within one test binary the work is done
 //! once.
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// The redis-py release the tests use, from PyPI.
-pub const REDIS_PY: &str = "redis==5.2.1";
+/// The redis-py release the tests use, from PyPI. 7.x and older cannot parse RESP3 replies to
+/// `SENTINEL MASTERS` (from a real Sentinel too); 8.1 can.
+pub const REDIS_PY_VERSION: &str = "8.1.0";
 
 /// A ready virtualenv.
 #[derive(Debug, Clone)]
@@ -46,6 +47,13 @@ impl Venv {
         if venv.ready() {
             return Ok(venv);
         }
+        // A venv of another pin: replace it (the rename below needs the name free).
+        if dir.exists() {
+            let stale = dir.with_extension(format!("stale-{}", std::process::id()));
+            if std::fs::rename(dir, &stale).is_ok() {
+                let _ = std::fs::remove_dir_all(&stale);
+            }
+        }
         let parent = dir.parent().ok_or("venv directory has no parent")?;
         std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
         let building = parent.join(format!(
@@ -72,9 +80,11 @@ impl Venv {
         }
     }
 
+    /// Whether the venv exists with the pinned redis-py (an older pin's venv is rebuilt).
     fn ready(&self) -> bool {
+        let check = format!("import sys, redis; sys.exit(redis.__version__ != '{REDIS_PY_VERSION}')");
         Command::new(self.python())
-            .args(["-c", "import redis"])
+            .args(["-c", &check])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -102,12 +112,12 @@ fn build(dir: &Path) -> Result<(), String> {
     }
     let pip = Command::new(dir.join("bin").join("python"))
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .arg(REDIS_PY)
+        .arg(format!("redis=={REDIS_PY_VERSION}"))
         .output()
         .map_err(|e| format!("cannot run pip in the test venv: {e}"))?;
     if !pip.status.success() {
         return Err(format!(
-            "`pip install {REDIS_PY}` failed (is PyPI reachable? is python3-pip installed?):\n{}",
+            "`pip install redis=={REDIS_PY_VERSION}` failed (is PyPI reachable? is python3-pip installed?):\n{}",
             String::from_utf8_lossy(&pip.stderr)
         ));
     }
