@@ -16,7 +16,7 @@ set -euo pipefail
 seconds="${FUZZ_SECONDS:-20}"
 toolchain="${FUZZ_TOOLCHAIN:-auto}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
-targets=(packet_decoder handshake_server handshake_client)
+targets=(packet_decoder handshake_server handshake_client sentinel_session)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 

@@ -412,8 +412,8 @@ impl Session {
             self.notes.push(Note::NoAuth);
             return Reply::Error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise \
-                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
-                 client and select the RESP protocol version at the same time"
+                 the HELLO AUTH <user> <pass> option can be used to authenticate the client and \
+                 select the RESP protocol version at the same time"
                     .into(),
             );
         }

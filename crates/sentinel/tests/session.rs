@@ -375,7 +375,7 @@ fn with_credentials_everything_but_auth_hello_quit_needs_auth() {
     assert_eq!(c.cmd(&["PING"]), noauth);
     assert_eq!(
         c.cmd(&["HELLO", "3"]),
-        err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+        err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
     );
     assert_eq!(c.cmd(&["AUTH", "app", "s3cret"]), ok());
     assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()));
