@@ -88,11 +88,7 @@ impl EndpointMetrics {
             "Forwarded connections closed because the primary or epoch changed",
             m.route_closes.clone(),
         );
-        registry.register(
-            "bytes",
-            "Bytes forwarded, by direction",
-            m.bytes.clone(),
-        );
+        registry.register("bytes", "Bytes forwarded, by direction", m.bytes.clone());
         m
     }
 
@@ -108,7 +104,9 @@ impl EndpointMetrics {
 
     /// Connections refused for `reason`.
     pub fn refused(&self, reason: Refusal) -> u64 {
-        self.refused.get_or_create(&vec![("reason", reason.label())]).get()
+        self.refused
+            .get_or_create(&vec![("reason", reason.label())])
+            .get()
     }
 
     /// Connections closed on a route change.

@@ -76,7 +76,10 @@ pub async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics.refuse(Refusal::MaxClients);
             tracing::warn!(%peer, limit = limits.max_connections, "endpoint: connection limit reached");
-            tasks.spawn(refuse(client, "ERR max number of clients reached".to_owned()));
+            tasks.spawn(refuse(
+                client,
+                "ERR max number of clients reached".to_owned(),
+            ));
             continue;
         };
         let (route, metrics, mut shutdown) = (route.clone(), metrics.clone(), shutdown.clone());
@@ -109,7 +112,11 @@ async fn connection(
         Err(refusal) => {
             metrics.refuse(refusal.kind);
             tracing::info!(%peer, reason = refusal.kind.label(), "endpoint: refusing client: {}", refusal.message);
-            refuse(client, format!("{REFUSAL_CODE} georep: {}", refusal.message)).await;
+            refuse(
+                client,
+                format!("{REFUSAL_CODE} georep: {}", refusal.message),
+            )
+            .await;
             return;
         }
     };

@@ -107,7 +107,10 @@ async fn forwards_bytes_unchanged_and_carries_half_close() {
     assert_eq!(ep.metrics.forwarded(), 1);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &ep.registry).unwrap();
-    assert!(text.contains("endpoint_bytes_total{direction=\"to_primary\"} 300000"), "{text}");
+    assert!(
+        text.contains("endpoint_bytes_total{direction=\"to_primary\"} 300000"),
+        "{text}"
+    );
     ep.stop().await;
 }
 
@@ -162,7 +165,9 @@ async fn an_unreachable_primary_is_retried_then_refused() {
     let mut client = TcpStream::connect(ep.addr).await.unwrap();
     let reply = String::from_utf8(read_to_end(&mut client).await).unwrap();
     assert!(
-        reply.starts_with(&format!("-LOADING georep: primary {nobody} (epoch 4) unreachable")),
+        reply.starts_with(&format!(
+            "-LOADING georep: primary {nobody} (epoch 4) unreachable"
+        )),
         "{reply}"
     );
     assert_eq!(ep.metrics.refused(Refusal::Unreachable), 1);
@@ -181,7 +186,10 @@ async fn a_route_change_closes_connections_of_the_old_route() {
 
     // Same address, new epoch: still a new route.
     ep.route.send_replace(primary(first.addr, 2));
-    assert!(read_to_end(&mut old).await.is_empty(), "old connection closed");
+    assert!(
+        read_to_end(&mut old).await.is_empty(),
+        "old connection closed"
+    );
     assert_eq!(ep.metrics.route_closes(), 1);
 
     let mut again = TcpStream::connect(ep.addr).await.unwrap();
@@ -194,7 +202,11 @@ async fn a_route_change_closes_connections_of_the_old_route() {
     new.write_all(b"new!").await.unwrap();
     new.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"new!");
-    assert_eq!(second.accepted(), 1, "the new connection reached the new primary");
+    assert_eq!(
+        second.accepted(),
+        1,
+        "the new connection reached the new primary"
+    );
 
     // Losing the primary closes forwarded connections too.
     ep.route.send_replace(unavailable("fenced"));
@@ -225,7 +237,10 @@ async fn the_connection_limit_refuses_with_redis_wording() {
     );
     assert_eq!(ep.metrics.refused(Refusal::MaxClients), 1);
     drop(first);
-    testkit::eventually("slot freed", || async { (ep.metrics.active() == 0).then_some(()) }).await;
+    testkit::eventually("slot freed", || async {
+        (ep.metrics.active() == 0).then_some(())
+    })
+    .await;
     let mut third = TcpStream::connect(ep.addr).await.unwrap();
     third.write_all(b"y").await.unwrap();
     third.read_exact(&mut one).await.unwrap();

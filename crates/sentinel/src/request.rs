@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(one(b"*1\r\n:1\r\n"), Err(RequestError::ExpectedBulk(b':')));
         assert_eq!(one(b"*1\r\n$-1\r\n"), Err(RequestError::BulkLength));
         assert_eq!(one(b"*1\r\n$99999\r\n"), Err(RequestError::BulkLength));
-        assert_eq!(one(b"*1\r\n$2\r\nabc\r\n"), Err(RequestError::BulkTerminator));
+        assert_eq!(
+            one(b"*1\r\n$2\r\nabc\r\n"),
+            Err(RequestError::BulkTerminator)
+        );
     }
 
     #[test]
@@ -327,7 +330,10 @@ mod tests {
             Err(RequestError::TooBig),
             "a bulk string that cannot fit is refused at its header"
         );
-        assert_eq!(decode(b"a b c d e\n", limits), Err(RequestError::MultibulkLength));
+        assert_eq!(
+            decode(b"a b c d e\n", limits),
+            Err(RequestError::MultibulkLength)
+        );
     }
 
     proptest! {

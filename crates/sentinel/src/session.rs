@@ -452,8 +452,7 @@ impl Session {
             ClientSub::Id => Reply::Int(self.id as i64),
             ClientSub::SetInfo => {
                 let attr = String::from_utf8_lossy(&args[2]);
-                if !attr.eq_ignore_ascii_case("lib-name") && !attr.eq_ignore_ascii_case("lib-ver")
-                {
+                if !attr.eq_ignore_ascii_case("lib-name") && !attr.eq_ignore_ascii_case("lib-ver") {
                     return Reply::err(format!("Unrecognized option '{attr}'"));
                 }
                 if !valid_client_attr(&args[3]) {
@@ -485,7 +484,8 @@ impl Session {
         for target in &args[1..] {
             let already = self.channels.contains(target) && !pattern
                 || self.patterns.contains(target) && pattern;
-            if !already && self.channels.len() + self.patterns.len() >= self.limits.max_subscriptions
+            if !already
+                && self.channels.len() + self.patterns.len() >= self.limits.max_subscriptions
             {
                 let e = Reply::err(format!(
                     "georep: at most {} subscriptions per connection",
@@ -510,7 +510,11 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, args: &[Vec<u8>], pattern: bool, out: &mut Vec<u8>) -> Flow {
-        let kind = if pattern { "punsubscribe" } else { "unsubscribe" };
+        let kind = if pattern {
+            "punsubscribe"
+        } else {
+            "unsubscribe"
+        };
         let targets: Vec<Vec<u8>> = match (&args[1..], pattern) {
             ([], false) => self.channels.iter().cloned().collect(),
             ([], true) => self.patterns.iter().cloned().collect(),
@@ -620,9 +624,19 @@ impl Command {
                 }
                 Some(b"help") => Self::Sentinel(SentinelSub::Help),
                 Some(
-                    b"ckquorum" | b"config" | b"debug" | b"failover" | b"flushconfig"
-                    | b"info-cache" | b"is-master-down-by-addr" | b"monitor"
-                    | b"pending-scripts" | b"remove" | b"reset" | b"set" | b"simulate-failure",
+                    b"ckquorum"
+                    | b"config"
+                    | b"debug"
+                    | b"failover"
+                    | b"flushconfig"
+                    | b"info-cache"
+                    | b"is-master-down-by-addr"
+                    | b"monitor"
+                    | b"pending-scripts"
+                    | b"remove"
+                    | b"reset"
+                    | b"set"
+                    | b"simulate-failure",
                 ) => Self::Sentinel(SentinelSub::Unsupported),
                 _ => Self::Unknown,
             },
@@ -639,9 +653,7 @@ impl Command {
             Self::Client(ClientSub::SetName) => 3,
             Self::Client(ClientSub::GetName | ClientSub::Id | ClientSub::Help) => 2,
             Self::Client(ClientSub::SetInfo) => 4,
-            Self::Sentinel(
-                SentinelSub::Masters | SentinelSub::Myid | SentinelSub::Help,
-            ) => 2,
+            Self::Sentinel(SentinelSub::Masters | SentinelSub::Myid | SentinelSub::Help) => 2,
             Self::Sentinel(
                 SentinelSub::Master
                 | SentinelSub::Replicas
@@ -711,14 +723,20 @@ impl Command {
 }
 
 fn sentinel(sub: SentinelSub, args: &[Vec<u8>], view: &View) -> Reply {
-    let named = || args.get(2).is_some_and(|n| n == view.master_name.as_bytes());
+    let named = || {
+        args.get(2)
+            .is_some_and(|n| n == view.master_name.as_bytes())
+    };
     let no_such_master = || Reply::err("No such master with that name");
     match sub {
         SentinelSub::Masters => Reply::Array(vec![master_state(view)]),
         SentinelSub::Master if named() => master_state(view),
-        SentinelSub::Replicas if named() => {
-            Reply::Array(view.replicas.iter().map(|r| replica_state(r, view)).collect())
-        }
+        SentinelSub::Replicas if named() => Reply::Array(
+            view.replicas
+                .iter()
+                .map(|r| replica_state(r, view))
+                .collect(),
+        ),
         SentinelSub::Sentinels if named() => Reply::Array(
             view.sentinels
                 .iter()
@@ -818,7 +836,10 @@ fn replica_state(addr: &Addr, view: &View) -> Reply {
         field("role-reported", "slave"),
         field("role-reported-time", 0),
         field("master-link-down-time", 0),
-        field("master-link-status", if view.primary_known { "ok" } else { "err" }),
+        field(
+            "master-link-status",
+            if view.primary_known { "ok" } else { "err" },
+        ),
         field("master-host", &view.primary.host),
         field("master-port", view.primary.port),
         field("slave-priority", 100),

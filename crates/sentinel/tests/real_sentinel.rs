@@ -157,7 +157,9 @@ async fn real_sentinel(master: SocketAddr) -> RealSentinel {
         let Value::Array(Some(items)) = reply else {
             return None;
         };
-        let flags = items.iter().position(|v| v.text().as_deref() == Some("flags"))?;
+        let flags = items
+            .iter()
+            .position(|v| v.text().as_deref() == Some("flags"))?;
         (items[flags + 1].text().as_deref() == Some("master")).then_some(())
     })
     .await;

@@ -132,8 +132,14 @@ async fn redis_py_sentinel_client_discovers_writes_and_follows_a_change_of_prima
         &["127.0.0.1", &port, &creds.user, &creds.password, "georep"],
     );
     let d = py.step("discover").await;
-    assert_eq!(d["master"], serde_json::json!(["127.0.0.1", first.addr.port()]));
-    assert_eq!(d["replicas"], serde_json::json!([["127.0.0.1", second.addr.port()]]));
+    assert_eq!(
+        d["master"],
+        serde_json::json!(["127.0.0.1", first.addr.port()])
+    );
+    assert_eq!(
+        d["replicas"],
+        serde_json::json!([["127.0.0.1", second.addr.port()]])
+    );
     assert_eq!(d["is_master"], true);
     assert_eq!(d["is_sdown"], false);
     assert_eq!(d["is_odown"], false);
@@ -142,7 +148,10 @@ async fn redis_py_sentinel_client_discovers_writes_and_follows_a_change_of_prima
     assert_eq!(d["peers"], serde_json::json!([peer.to_string()]));
 
     let r3 = py.step("resp3").await;
-    assert_eq!(r3["master"], serde_json::json!(["127.0.0.1", first.addr.port()]));
+    assert_eq!(
+        r3["master"],
+        serde_json::json!(["127.0.0.1", first.addr.port()])
+    );
     assert_eq!(r3["flags"], serde_json::json!(["master"]));
 
     let wrong = py.step("wrongpass").await;
@@ -151,10 +160,16 @@ async fn redis_py_sentinel_client_discovers_writes_and_follows_a_change_of_prima
     assert!(wrong.contains("AuthenticationError"), "{wrong}");
     assert!(!wrong.contains("correct horse"), "the password never shows");
     let unknown = py.step("unknown").await;
-    assert!(unknown["error"].as_str().unwrap().contains("No master found"));
+    assert!(unknown["error"]
+        .as_str()
+        .unwrap()
+        .contains("No master found"));
 
     let wrote = py.step("wrote").await;
-    assert_eq!(wrote["addr"], serde_json::json!(["127.0.0.1", first.addr.port()]));
+    assert_eq!(
+        wrote["addr"],
+        serde_json::json!(["127.0.0.1", first.addr.port()])
+    );
     assert_eq!(first.get("k1").await.as_deref(), Some("first"));
     py.step("subscribed").await;
 
@@ -192,7 +207,10 @@ async fn redis_py_sentinel_client_discovers_writes_and_follows_a_change_of_prima
     py.send("fenced").await;
     let fenced = py.step("fenced").await;
     assert!(
-        fenced["error"].as_str().unwrap().contains("No master found"),
+        fenced["error"]
+            .as_str()
+            .unwrap()
+            .contains("No master found"),
         "{fenced}"
     );
     py.finish().await;

@@ -88,11 +88,14 @@ async fn many_clients_discover_and_subscribers_get_switch_master() {
         sub.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n")
             .await
             .unwrap();
-        let mut confirm = vec![0u8; b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n".len()];
+        let mut confirm =
+            vec![0u8; b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n".len()];
         sub.read_exact(&mut confirm).await.unwrap();
         subscribers.push(sub);
     }
-    let mut conn = Conn::connect(s.addr, None, Duration::from_secs(5)).await.unwrap();
+    let mut conn = Conn::connect(s.addr, None, Duration::from_secs(5))
+        .await
+        .unwrap();
     let reply = conn
         .cmd(&["SENTINEL", "get-master-addr-by-name", "georep"])
         .await
@@ -175,10 +178,20 @@ async fn auth_is_enforced_and_failures_counted() {
         password: "pw".into(),
     };
     let s = Running::start(Some(creds.clone()), Limits::default()).await;
-    let mut c = Conn::connect(s.addr, None, Duration::from_secs(5)).await.unwrap();
-    let e = c.cmd(&["SENTINEL", "MASTERS"]).await.unwrap_err().to_string();
+    let mut c = Conn::connect(s.addr, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let e = c
+        .cmd(&["SENTINEL", "MASTERS"])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.ends_with("NOAUTH Authentication required."), "{e}");
-    let e = c.cmd(&["AUTH", "apps", "nope"]).await.unwrap_err().to_string();
+    let e = c
+        .cmd(&["AUTH", "apps", "nope"])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("WRONGPASS"), "{e}");
     // resp::Conn authenticates with AUTH user password, as Sentinel clients do.
     let resp_creds = resp::Credentials {
@@ -188,7 +201,10 @@ async fn auth_is_enforced_and_failures_counted() {
     let mut ok = Conn::connect(s.addr, Some(&resp_creds), Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(ok.cmd(&["PING"]).await.unwrap(), Value::Simple("PONG".into()));
+    assert_eq!(
+        ok.cmd(&["PING"]).await.unwrap(),
+        Value::Simple("PONG".into())
+    );
     assert_eq!(s.metrics.rejected("noauth"), 1);
     assert_eq!(s.metrics.rejected("auth_failed"), 1);
     drop((c, ok));
@@ -211,8 +227,10 @@ async fn connection_cap_and_idle_timeout() {
         .unwrap();
     let mut confirm = [0u8; 8];
     subscribed.read_exact(&mut confirm).await.unwrap();
-    testkit::eventually("two connections", || async { (s.metrics.active() == 2).then_some(()) })
-        .await;
+    testkit::eventually("two connections", || async {
+        (s.metrics.active() == 2).then_some(())
+    })
+    .await;
     let mut third = TcpStream::connect(s.addr).await.unwrap();
     assert_eq!(
         read_until_closed(&mut third).await,

@@ -113,7 +113,11 @@ fn pairs(v: &Value) -> Vec<(String, String)> {
 }
 
 fn get<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
-    &pairs.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key}")).1
+    &pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no {key}"))
+        .1
 }
 
 #[test]
@@ -293,7 +297,10 @@ fn unknown_commands_and_subcommands_get_redis_wording() {
     let Value::Error(e) = c.cmd(&["SENTINEL", "FAILOVER", "georep"]) else {
         panic!()
     };
-    assert!(e.starts_with("ERR georep: SENTINEL FAILOVER is not supported"), "{e}");
+    assert!(
+        e.starts_with("ERR georep: SENTINEL FAILOVER is not supported"),
+        "{e}"
+    );
     let Value::Array(Some(help)) = c.cmd(&["SENTINEL", "HELP"]) else {
         panic!()
     };
@@ -357,7 +364,10 @@ fn with_credentials_everything_but_auth_hello_quit_needs_auth() {
     let noauth = err("NOAUTH Authentication required.");
     assert_eq!(c.cmd(&["PING"]), noauth);
     assert_eq!(c.cmd(&["SENTINEL", "MASTERS"]), noauth);
-    assert_eq!(c.cmd(&["SENTINEL", "get-master-addr-by-name", "georep"]), noauth);
+    assert_eq!(
+        c.cmd(&["SENTINEL", "get-master-addr-by-name", "georep"]),
+        noauth
+    );
     assert_eq!(c.cmd(&["ROLE"]), noauth);
     assert_eq!(c.cmd(&["SUBSCRIBE", "+switch-master"]), noauth);
     assert_eq!(c.cmd(&["CLIENT", "SETNAME", "x"]), noauth);
@@ -417,8 +427,13 @@ fn hello_negotiates_resp3_with_auth_and_setname() {
     );
     assert!(c.session.is_authenticated());
     // RESP3 from now on: maps, nulls.
-    assert!(c.raw(&["SENTINEL", "MASTER", "georep"]).starts_with(b"%20\r\n"));
-    assert_eq!(c.raw(&["SENTINEL", "get-master-addr-by-name", "x"]), b"_\r\n");
+    assert!(c
+        .raw(&["SENTINEL", "MASTER", "georep"])
+        .starts_with(b"%20\r\n"));
+    assert_eq!(
+        c.raw(&["SENTINEL", "get-master-addr-by-name", "x"]),
+        b"_\r\n"
+    );
     assert_eq!(c.raw(&["CLIENT", "GETNAME"]), b"$2\r\nme\r\n");
     let masters = c.raw(&["SENTINEL", "MASTERS"]);
     assert!(masters.starts_with(b"*1\r\n%20\r\n"));
@@ -495,16 +510,26 @@ fn subscriptions_and_switch_master_messages_resp2() {
 
     assert_eq!(
         c.replies(&["UNSUBSCRIBE"]),
-        [push("unsubscribe", "+odown", 2), push("unsubscribe", "+switch-master", 1)]
+        [
+            push("unsubscribe", "+odown", 2),
+            push("unsubscribe", "+switch-master", 1)
+        ]
     );
     assert_eq!(
         c.replies(&["PUNSUBSCRIBE", "*", "nope"]),
-        [push("punsubscribe", "*", 0), push("punsubscribe", "nope", 0)]
+        [
+            push("punsubscribe", "*", 0),
+            push("punsubscribe", "nope", 0)
+        ]
     );
     assert!(!c.session.is_subscribed());
     assert_eq!(
         c.replies(&["UNSUBSCRIBE"]),
-        [Value::Array(Some(vec![bulk("unsubscribe"), Value::Bulk(None), Value::Int(0)]))]
+        [Value::Array(Some(vec![
+            bulk("unsubscribe"),
+            Value::Bulk(None),
+            Value::Int(0)
+        ]))]
     );
     assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()));
     let mut out = Vec::new();
@@ -574,10 +599,14 @@ fn switch_master_skips_views_without_a_known_primary() {
 
 #[test]
 fn quit_replies_ok_then_closes() {
-    let mut s = Session::new(1, Some(Arc::new(Credentials {
-        user: "u".into(),
-        password: "p".into(),
-    })), SessionLimits::default());
+    let mut s = Session::new(
+        1,
+        Some(Arc::new(Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        })),
+        SessionLimits::default(),
+    );
     let mut input = encode(&["QUIT"]);
     input.extend_from_slice(&encode(&["PING"]));
     let mut out = Vec::new();
@@ -629,7 +658,10 @@ fn garbage_gets_an_error_then_close() {
         // A closed session answers nothing more.
         let mut more = encode(&["PING"]);
         let mut out = Vec::new();
-        assert!(matches!(s.feed(&mut more, &view(), &mut out), Flow::Close(_)));
+        assert!(matches!(
+            s.feed(&mut more, &view(), &mut out),
+            Flow::Close(_)
+        ));
         assert!(out.is_empty());
     }
     // An endless line is refused at the size limit, not buffered.

@@ -82,7 +82,8 @@ impl Venv {
 
     /// Whether the venv exists with the pinned redis-py (an older pin's venv is rebuilt).
     fn ready(&self) -> bool {
-        let check = format!("import sys, redis; sys.exit(redis.__version__ != '{REDIS_PY_VERSION}')");
+        let check =
+            format!("import sys, redis; sys.exit(redis.__version__ != '{REDIS_PY_VERSION}')");
         Command::new(self.python())
             .args(["-c", &check])
             .stdout(Stdio::null())
@@ -111,7 +112,13 @@ fn build(dir: &Path) -> Result<(), String> {
         );
     }
     let pip = Command::new(dir.join("bin").join("python"))
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .arg(format!("redis=={REDIS_PY_VERSION}"))
         .output()
         .map_err(|e| format!("cannot run pip in the test venv: {e}"))?;
