@@ -112,13 +112,10 @@ pub async fn serve(
 }
 
 async fn refuse(mut stream: TcpStream, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async {
-        stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await?;
-        stream.shutdown().await
-    })
-    .await;
+    let reply = b"-ERR max number of clients reached\r\n";
+    if let Ok(Ok(())) = tokio::time::timeout(timeout, stream.write_all(reply)).await {
+        close_after_reply(&mut stream).await;
+    }
 }
 
 /// Runs one connection; returns why the server closed it, or `None` when the client left.
@@ -185,12 +182,25 @@ async fn connection(
                 return None;
             }
             Flow::Close(CloseReason::Protocol(e)) => {
-                let _ = stream.shutdown().await;
                 tracing::info!(reason = e.reason(), "sentinel: malformed request; closing");
+                close_after_reply(&mut stream).await;
                 return Some("protocol_error");
             }
         }
     }
+}
+
+/// Closes after an error reply. The client's unread bytes are drained for a moment first:
+/// closing a socket with unread data sends a reset, which can destroy the reply before the client
+/// reads it.
+async fn close_after_reply(stream: &mut TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 fn count_notes(session: &mut Session, metrics: &SentinelMetrics) {
