@@ -11,6 +11,31 @@ pub const REPLICATION_USER: &str = "georep-replication";
 /// ACL user for applications: everything except administrative and dangerous commands.
 pub const APP_USER: &str = "app";
 
+/// Every key georep writes (cluster metadata, heartbeats) starts with this; [`APP_USER`] can
+/// neither read nor write such keys.
+pub const GEOREP_KEY_PREFIX: &str = "georep:";
+
+/// What the agent never sends and would let whoever holds its password destroy data, run code,
+/// copy the dataset, grant rights, or move the primary behind the epoch's back (`FAILOVER`).
+const ADMIN_DENIED: &str = "-debug -module -monitor -sync -psync -failover -flushall -flushdb \
+                            -swapdb -migrate -restore -client|kill -acl|setuser -acl|deluser -acl|save";
+
+/// ACL key patterns matching every key except those starting with `prefix` (no glob characters
+/// in it). Patterns can only allow, so "not `georep:`…" is the union of "differs from the prefix
+/// at character i" for each i, plus each proper prefix itself. The empty key name is not covered.
+fn keys_outside(prefix: &str) -> String {
+    let mut differs = Vec::new();
+    let mut shorter = Vec::new();
+    for (i, c) in prefix.char_indices() {
+        differs.push(format!("~{}[^{c}]*", &prefix[..i]));
+        if i > 0 {
+            shorter.push(format!("~{}", &prefix[..i]));
+        }
+    }
+    differs.extend(shorter);
+    differs.join(" ")
+}
+
 /// A password; `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -67,9 +92,16 @@ impl Passwords {
     pub fn load(dir: &Path) -> Result<Self, CredentialsError> {
         let read = |name: &str| -> Result<Secret, CredentialsError> {
             let path = dir.join(name);
-            let text = std::fs::read_to_string(&path).map_err(|e| CredentialsError {
+            // Bounded, and warned about when others can read it, like a tunnel key.
+            let bytes = tunnel::keyfile::read_secret_file(&path, "password").map_err(|e| {
+                CredentialsError {
+                    path: path.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| CredentialsError {
                 path: path.clone(),
-                why: e.to_string(),
+                why: "is not UTF-8 text".into(),
             })?;
             let password = text.trim_end_matches(['\n', '\r']).to_owned();
             if password.len() < 16
@@ -93,15 +125,18 @@ impl Passwords {
 
     /// The Redis ACL file for these users. Passwords appear only as SHA-256 hashes, and the
     /// default (password-less) user is off, so Redis starts locked.
+    ///
+    /// What each user can run is pinned by `crates/cli/tests/acl_privileges.rs`.
     pub fn acl_file(&self) -> String {
         format!(
             "user default off resetkeys resetchannels -@all\n\
-             user {ADMIN_USER} on #{} ~* &* +@all\n\
+             user {ADMIN_USER} on #{} ~* &* +@all {ADMIN_DENIED}\n\
              user {REPLICATION_USER} on #{} resetkeys resetchannels -@all +psync +replconf +ping\n\
-             user {APP_USER} on #{} ~* &* +@all -@admin -@dangerous\n",
+             user {APP_USER} on #{} {} &* +@all -@admin -@dangerous\n",
             self.admin.sha256_hex(),
             self.replication.sha256_hex(),
             self.app.sha256_hex(),
+            keys_outside(GEOREP_KEY_PREFIX),
         )
     }
 
@@ -130,6 +165,11 @@ mod tests {
         assert!(acl.contains("user default off"));
         assert!(acl.contains("+psync +replconf +ping"));
         assert!(acl.contains("-@admin -@dangerous"));
+        assert_eq!(
+            keys_outside("ab:"),
+            "~[^a]* ~a[^b]* ~ab[^:]* ~a ~ab",
+            "every key but ab:…"
+        );
         assert_eq!(format!("{p:?}").matches("MASKED").count(), 3);
     }
 

@@ -74,6 +74,11 @@ pub(crate) struct TunnelArgs {
     /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9100) at /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Most connections still in the handshake at once, on -d: a new connection beyond it closes
+    /// the oldest unauthenticated one, so a flood cannot hold the -n slots (default: a quarter
+    /// of -n, 25 with -n 0; 0 is unlimited).
+    #[arg(long, value_name = "N")]
+    handshake_limit: Option<usize>,
     /// Accept key files shorter than 32 bytes (spiped accepts any length).
     #[arg(long)]
     allow_short_key: bool,
@@ -191,6 +196,11 @@ impl TunnelArgs {
             Some(n) => Some(n),
             None => Some(100),
         };
+        config.handshake_limit = match self.handshake_limit {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(tunnel::default_handshake_limit(config.max_connections)),
+        };
         // As in spiped, 0 means "the default".
         config.timeout = if timeout == 0.0 {
             Duration::from_secs(5)
@@ -260,6 +270,7 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         ?key_ids,
         forward_secrecy = ?config.forward_secrecy,
         max_connections = config.max_connections.unwrap_or(0),
+        handshake_limit = config.handshake_limit.unwrap_or(0),
         "tunnel ready"
     );
     tunnel::run(config, listener, tunnel_metrics, shutdown).await?;
@@ -329,6 +340,7 @@ mod tests {
         assert_eq!(r.source.to_string(), "[0.0.0.0]:56379");
         assert_eq!(r.config.forward_secrecy, ForwardSecrecy::Require);
         assert_eq!(r.config.max_connections, None);
+        assert_eq!(r.config.handshake_limit, Some(25));
         assert_eq!(r.config.timeout, Duration::from_millis(2500));
         assert!(!r.config.keepalive);
         assert_eq!(r.config.resolve_every, None);
@@ -349,6 +361,7 @@ mod tests {
         assert_eq!(r.config.timeout, Duration::from_secs(30));
         assert_eq!(r.config.target.to_string(), "[127.0.0.1]:6379");
         assert_eq!(r.config.max_connections, Some(100));
+        assert_eq!(r.config.handshake_limit, Some(25));
         // Flags override the environment.
         let r = parse(&["-e", "-o", "1"], &env).unwrap();
         assert_eq!(
@@ -396,6 +409,25 @@ mod tests {
             &none
         )
         .is_ok());
+    }
+
+    #[test]
+    fn the_handshake_limit_defaults_to_a_quarter_of_n() {
+        let key = key_file();
+        let k = key.path().to_str().unwrap();
+        let limit = |extra: &[&str]| {
+            let mut argv = vec!["-d", "-s", "[::1]:1", "-t", "/x", "-k", k];
+            argv.extend_from_slice(extra);
+            parse(&argv, &HashMap::new())
+                .unwrap()
+                .config
+                .handshake_limit
+        };
+        assert_eq!(limit(&[]), Some(25));
+        assert_eq!(limit(&["-n", "40"]), Some(10));
+        assert_eq!(limit(&["-n", "2"]), Some(1));
+        assert_eq!(limit(&["-n", "8", "--handshake-limit", "3"]), Some(3));
+        assert_eq!(limit(&["--handshake-limit", "0"]), None);
     }
 
     #[test]

@@ -546,3 +546,160 @@ async fn secrets_never_reach_the_logs() {
     );
     assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_open_handshakes_cannot_lock_out_an_authenticated_client() {
+    let (_dir, key) = key_dir();
+    let echo = Server::echo().await;
+    // -n 40 gives a handshake limit of 10. With -o 30, a connection that says nothing would hold
+    // its slot for 30 s: without the limit, 300 of them lock the tunnel for minutes.
+    let d = endpoint(
+        Impl::Georep,
+        "-d",
+        echo.addr,
+        &[&key],
+        &["-n", "40", "-o", "30"],
+    )
+    .await;
+    let e = endpoint(Impl::Georep, "-e", d.addr, &[&key], &["-o", "30"]).await;
+    let mut established = TcpStream::connect(e.addr).await.unwrap();
+    established.write_all(b"1").await.unwrap();
+    let mut b = [0u8; 1];
+    established.read_exact(&mut b).await.unwrap();
+
+    // The flood: connections that send a nonce and then nothing, held open; then a trickle of
+    // more for as long as the legitimate client is being served.
+    let d_addr = d.addr;
+    let half_open = move || async move {
+        let mut c = TcpStream::connect(d_addr).await.ok()?;
+        c.write_all(&[0u8; 32]).await.ok()?;
+        Some(c)
+    };
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        flood.extend(half_open().await);
+    }
+    assert!(flood.len() >= 290, "only {} flood connections", flood.len());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                held.extend(half_open().await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            held.len()
+        }
+    });
+    for i in 0..5u8 {
+        let data = [b'a' + i; 100];
+        let served = tokio::time::timeout(Duration::from_secs(5), round_trip(e.addr, &data)).await;
+        assert!(
+            matches!(&served, Ok(Ok(got)) if got == &data),
+            "round trip {i} during the flood: {served:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(trickle.await.unwrap() > 0);
+    // The connection established before the flood was never touched.
+    established.write_all(b"2").await.unwrap();
+    established.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"2");
+
+    let m = d.metrics.unwrap();
+    let text = scrape(m).await;
+    let drops = metric(&text, "georep_tunnel_handshake_limit_drops_total").unwrap_or(0.0);
+    assert!(drops >= 280.0, "{text}");
+    assert!(
+        metric(&text, "georep_tunnel_connections_active").unwrap() <= 40.0,
+        "{text}"
+    );
+    let log = d.proc.stderr();
+    let lines = log.matches("handshake limit reached").count();
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} log lines for {drops} drops: {log}"
+    );
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_key_file_fails_fast_with_a_clear_error() {
+    for endless in ["/dev/zero", "/dev/urandom"] {
+        let started = Instant::now();
+        let out = std::process::Command::new(GEOREP)
+            .args([
+                "tunnel",
+                "-d",
+                "-s",
+                "[127.0.0.1]:1",
+                "-t",
+                "[127.0.0.1]:2",
+                "-k",
+                endless,
+            ])
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(endless) && err.contains("1 MiB"), "{err}");
+    }
+    // The bound is on what is read, not on a regular file's reported size: 1 MiB is still a key.
+    let dir = tempfile::tempdir().unwrap();
+    let big = testkit::key_file(dir.path(), "big.key", 1, 1 << 20);
+    let bigger = testkit::key_file(dir.path(), "bigger.key", 1, (1 << 20) + 1);
+    let echo = Server::echo().await;
+    let d = endpoint(Impl::Georep, "-d", echo.addr, &[&big], &[]).await;
+    let e = endpoint(Impl::Georep, "-e", d.addr, &[&big], &[]).await;
+    assert_eq!(round_trip(e.addr, b"big").await.unwrap(), b"big");
+    let out = std::process::Command::new(GEOREP)
+        .args([
+            "tunnel",
+            "-e",
+            "-s",
+            "[127.0.0.1]:1",
+            "-t",
+            "[127.0.0.1]:2",
+            "-k",
+        ])
+        .arg(&bigger)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bigger.key"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_file_others_can_read_is_warned_about_by_path_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let echo = Server::echo().await;
+    for (mode, warning) in [
+        (0o644, Some("readable by every user")),
+        (0o604, Some("readable by every user")),
+        (0o640, Some("readable by its group")),
+        (0o600, None),
+        (0o400, None),
+    ] {
+        let key = testkit::key_file(dir.path(), &format!("k{mode:o}"), 1, 32);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let d = endpoint(Impl::Georep, "-d", echo.addr, &[&key], &[]).await;
+        let log = d.proc.stderr();
+        let hex: String = std::fs::read(&key).unwrap()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!log.contains(&hex), "key material in the log");
+        match warning {
+            Some(w) => assert!(
+                log.contains(w)
+                    && log.contains(key.to_str().unwrap())
+                    && log.contains(&format!("mode={mode:04o}")),
+                "mode {mode:o}: {log}"
+            ),
+            None => assert!(!log.contains("readable by"), "mode {mode:o}: {log}"),
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub struct TunnelConfig {
     pub forward_secrecy: ForwardSecrecy,
     /// Most connections open at once (`-n`); `None` is unlimited.
     pub max_connections: Option<usize>,
+    /// Most connections still in the handshake at once, on a decrypting endpoint
+    /// (`--handshake-limit`); `None` is unlimited. See [`default_handshake_limit`].
+    pub handshake_limit: Option<usize>,
     /// Bound on connecting to the target and, separately, on the handshake (`-o`).
     pub timeout: Duration,
     /// SO_KEEPALIVE on both sockets (off with `-j`).
@@ -52,6 +55,7 @@ impl TunnelConfig {
             keys,
             forward_secrecy: ForwardSecrecy::Offer,
             max_connections: Some(100),
+            handshake_limit: Some(default_handshake_limit(Some(100))),
             timeout: Duration::from_secs(5),
             keepalive: true,
             resolve_every: Some(Duration::from_secs(60)),
@@ -64,3 +68,15 @@ impl TunnelConfig {
 
 /// Default hold-back for partial packets; see `docs/benchmarks.md` for the measurement behind it.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(1);
+
+/// The unauthenticated connections a decrypting endpoint allows when `--handshake-limit` is not
+/// given: a quarter of `-n` (25 with spiped's 100), at least 1; 25 when `-n` is unlimited.
+///
+/// Honest peers need few: one handshake per replica connection, more only in the reconnect burst
+/// after a WAN cut heals. A new connection evicts the oldest unauthenticated one, so the limit is
+/// also how many connections a flood must open within one honest handshake (about one round
+/// trip) to starve it: 25 within 100 ms is 250 connections a second, kept up for as long as the
+/// attack lasts, and even that never touches an established connection.
+pub fn default_handshake_limit(max_connections: Option<usize>) -> usize {
+    max_connections.map_or(25, |n| (n / 4).max(1))
+}

@@ -8,6 +8,7 @@ use crate::config::{Mode, TunnelConfig};
 use crate::handshake::{self, HandshakeFailure};
 use crate::metrics::TunnelMetrics;
 use crate::net::{self, Dial, Halves, Stream};
+use crate::pending::{Evicted, PendingSlot};
 use crate::pump::{self, PumpError};
 
 /// What every connection task shares.
@@ -30,19 +31,31 @@ pub(crate) enum ConnError {
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeFailure),
     #[error(transparent)]
+    Evicted(#[from] Evicted),
+    #[error(transparent)]
     Pump(#[from] PumpError),
 }
 
-pub(crate) async fn serve(accepted: Stream, peer: String, shared: Arc<Shared>) {
+/// Serves one accepted connection; `pending` is its place among the unauthenticated ones, on a
+/// decrypting endpoint with a handshake limit.
+pub(crate) async fn serve(
+    accepted: Stream,
+    peer: String,
+    pending: Option<PendingSlot>,
+    shared: Arc<Shared>,
+) {
     let metrics = &shared.metrics;
     metrics.connection_opened();
     let result = match shared.config.mode {
         Mode::Encrypt => encrypt(accepted, &peer, &shared).await,
-        Mode::Decrypt => decrypt(accepted, &peer, &shared).await,
+        Mode::Decrypt => decrypt(accepted, &peer, pending, &shared).await,
     };
     metrics.connection_closed();
     match result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
+        // Counted and logged (rate-limited) by the accept loop: one line per connection would
+        // let a flood flood the logs.
+        Err(ConnError::Evicted(e)) => tracing::debug!(%peer, error = %e, "connection closed"),
         Err(ConnError::Handshake(e)) => {
             metrics.handshake_failed(e.reason());
             metrics.failed(e.reason(), format!("handshake with {peer} failed: {e}"));
@@ -79,9 +92,23 @@ async fn encrypt(accepted: Stream, peer: &str, shared: &Shared) -> Result<(), Co
 
 /// `-d`: authenticate the peer before opening anything towards the target, so an unauthenticated
 /// client can never make us connect to Redis (C spiped dials in parallel with the handshake).
-async fn decrypt(accepted: Stream, peer: &str, shared: &Shared) -> Result<(), ConnError> {
+async fn decrypt(
+    accepted: Stream,
+    peer: &str,
+    pending: Option<PendingSlot>,
+    shared: &Shared,
+) -> Result<(), ConnError> {
     let mut wire = accepted.into_halves();
-    let session = handshake(&mut wire, Role::Server, peer, shared).await?;
+    let session = match pending {
+        None => handshake(&mut wire, Role::Server, peer, shared).await?,
+        Some(mut slot) => {
+            let session = slot
+                .run(handshake(&mut wire, Role::Server, peer, shared))
+                .await??;
+            slot.authenticated()?;
+            session
+        }
+    };
     let plain = dial(shared).await?.into_halves();
     let coalesce = shared.config.coalesce;
     pump::pump(plain, wire, session, coalesce, &shared.metrics).await?;

@@ -20,6 +20,7 @@ mod handshake;
 pub mod keyfile;
 pub mod metrics;
 mod net;
+mod pending;
 mod pump;
 mod resolve;
 
@@ -28,8 +29,10 @@ use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::pending::PendingHandshakes;
+
 pub use addr::{Address, AddressError};
-pub use config::{Mode, TunnelConfig, DEFAULT_COALESCE};
+pub use config::{default_handshake_limit, Mode, TunnelConfig, DEFAULT_COALESCE};
 pub use handshake::HandshakeFailure;
 pub use metrics::TunnelMetrics;
 pub use net::{Listener, Stream};
@@ -108,46 +111,102 @@ async fn accept_loop(
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopping);
+    // Only a decrypting endpoint has peers to authenticate; an encrypting one accepts local
+    // plaintext clients, as trusted as they will ever be.
+    let pending = match shared.config.mode {
+        Mode::Decrypt => shared.config.handshake_limit.map(PendingHandshakes::new),
+        Mode::Encrypt => None,
+    };
+    let mut drops = DropLog::default();
     loop {
-        // Like spiped, stop accepting at the limit: further clients wait in the listen backlog.
-        let permit = match &limit {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    shared.metrics.limit_reached();
-                    tracing::warn!(
-                        limit = sem_limit(shared),
-                        "connection limit reached; not accepting until a connection closes"
-                    );
-                    tokio::select! {
-                        p = sem.clone().acquire_owned() => Some(p.expect("semaphore never closed")),
-                        () = &mut stopping => return,
-                    }
-                }
-            },
-        };
+        let no_pending = pending.as_ref().is_none_or(|p| p.is_empty());
+        // Every slot held by an authenticated connection: like spiped, stop accepting, so
+        // further clients wait in the listen backlog.
+        let mut permit = None;
+        if let Some(sem) = limit
+            .as_ref()
+            .filter(|s| s.available_permits() == 0 && no_pending)
+        {
+            limit_reached(shared);
+            tokio::select! {
+                p = sem.clone().acquire_owned() => permit = Some(p.expect("semaphore never closed")),
+                () = &mut stopping => return,
+            }
+        }
         let accepted = tokio::select! {
             r = listener.accept(keepalive) => r,
             () = &mut stopping => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared = Arc::clone(shared);
-                tasks.spawn(async move {
-                    conn::serve(stream, peer, shared).await;
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning on the error.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        // Room for the newcomer is made at the expense of the oldest unauthenticated connection,
+        // never of an authenticated one.
+        let no_slot =
+            permit.is_none() && limit.as_ref().is_some_and(|s| s.available_permits() == 0);
+        let evicted = match &pending {
+            Some(p) if (no_slot || p.is_full()) && p.evict_oldest() => {
+                drops.dropped(shared, p.limit());
+                true
+            }
+            _ => false,
+        };
+        if no_slot && !evicted {
+            // Those still in the handshake when we accepted have authenticated meanwhile.
+            limit_reached(shared);
+        }
+        if let (None, Some(sem)) = (&permit, &limit) {
+            tokio::select! {
+                p = sem.clone().acquire_owned() => permit = Some(p.expect("semaphore never closed")),
+                () = &mut stopping => return,
+            }
+        }
+        let slot = pending.as_ref().map(PendingHandshakes::admit);
+        let shared = Arc::clone(shared);
+        tasks.spawn(async move {
+            conn::serve(stream, peer, slot, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Logs handshake-limit evictions at most once per [`DropLog::EVERY`]: a flood must not flood the
+/// logs as well. The metric counts every one.
+#[derive(Default)]
+struct DropLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl DropLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn dropped(&mut self, shared: &conn::Shared, limit: usize) {
+        shared.metrics.handshake_limit_drop();
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            tracing::warn!(
+                handshake_limit = limit,
+                closed = self.unlogged,
+                "handshake limit reached: closing the oldest unauthenticated connections \
+                 (a peer that does not complete its handshake, or a flood)"
+            );
+            self.last = Some(std::time::Instant::now());
+            self.unlogged = 0;
         }
     }
 }
 
-fn sem_limit(shared: &conn::Shared) -> usize {
-    shared.config.max_connections.unwrap_or(0)
+fn limit_reached(shared: &conn::Shared) {
+    shared.metrics.limit_reached();
+    tracing::warn!(
+        limit = shared.config.max_connections.unwrap_or(0),
+        "connection limit reached; not accepting until a connection closes"
+    );
 }

@@ -32,6 +32,8 @@ type Labels = Vec<(&'static str, String)>;
 const ACTIVE_HELP: &str = "Connections open now";
 const ACCEPTED_HELP: &str = "Connections accepted";
 const WAITS_HELP: &str = "Times the -n connection limit was reached and accepting paused";
+const DROPS_HELP: &str =
+    "Unauthenticated connections closed, oldest first, to keep within --handshake-limit or -n";
 
 /// The most recent failure of a tunnel endpoint, for status pages ("link down: bad_mac").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub struct Failure {
 
 /// The metric families, shared by every tunnel of a process (each adds its `link` label).
 ///
-/// The three label-less series exist twice: plain, for a standalone `georep tunnel` (so they print
+/// The four label-less series exist twice: plain, for a standalone `georep tunnel` (so they print
 /// as `name value`, not `name{} value`), and as families for an agent's tunnels, which carry a
 /// `link` label. Only one of the two is registered.
 #[derive(Debug, Default)]
@@ -54,9 +56,11 @@ struct Families {
     active: Gauge,
     accepted: Counter,
     limit_waits: Counter,
+    limit_drops: Counter,
     connections_active: Family<Labels, Gauge>,
     connections: Family<Labels, Counter>,
     connection_limit_waits: Family<Labels, Counter>,
+    handshake_limit_drops: Family<Labels, Counter>,
     handshakes: Family<Labels, Counter>,
     handshake_failures: Family<Labels, Counter>,
     stream_errors: Family<Labels, Counter>,
@@ -83,6 +87,7 @@ impl TunnelMetrics {
         registry.register("connections_active", ACTIVE_HELP, f.active.clone());
         registry.register("connections", ACCEPTED_HELP, f.accepted.clone());
         registry.register("connection_limit_waits", WAITS_HELP, f.limit_waits.clone());
+        registry.register("handshake_limit_drops", DROPS_HELP, f.limit_drops.clone());
         m.register_labelled(registry);
         m
     }
@@ -102,6 +107,11 @@ impl TunnelMetrics {
             "connection_limit_waits",
             WAITS_HELP,
             f.connection_limit_waits.clone(),
+        );
+        registry.register(
+            "handshake_limit_drops",
+            DROPS_HELP,
+            f.handshake_limit_drops.clone(),
         );
         m.register_labelled(registry);
         m
@@ -221,6 +231,18 @@ impl TunnelMetrics {
             Some(_) => drop(
                 self.families
                     .connection_limit_waits
+                    .get_or_create(&self.labels(None))
+                    .inc(),
+            ),
+        }
+    }
+
+    pub(crate) fn handshake_limit_drop(&self) {
+        match self.link {
+            None => drop(self.families.limit_drops.inc()),
+            Some(_) => drop(
+                self.families
+                    .handshake_limit_drops
                     .get_or_create(&self.labels(None))
                     .inc(),
             ),
