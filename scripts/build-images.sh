@@ -70,15 +70,13 @@ normalise() {
 georep_image=$(normalise "$georep_image")
 redis_image=$(normalise "$redis_image")
 
-# copy_with_libs ROOT FILE...: FILE and every library ldd lists for it, at the same paths.
+# copy_with_libs ROOT FILE [PATH]: FILE at PATH (default: the same path) in ROOT, and every
+# library ldd lists for it at the path ldd gives.
 copy_with_libs() {
-  local root=$1 f lib
-  shift
-  for f in "$@"; do
-    install -D -m 0755 "$f" "$root$f"
-    for lib in $(ldd "$f" | grep -o '/[^ :]*' | sort -u); do
-      [ -e "$root$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-    done
+  local root=$1 f=$2 at=${3:-$2} lib
+  install -D -m 0755 "$f" "$root$at"
+  for lib in $(ldd "$f" | grep -o '/[^ :]*' | sort -u); do
+    [ -e "$root$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
 }
 
@@ -107,8 +105,9 @@ import() {
 # georep: like gcr.io/distroless/cc-debian12:nonroot.
 g="$work/georep"
 base_files "$g"
-install -D -m 0755 "$georep" "$g/usr/local/bin/georep"
-copy_with_libs "$g" /usr/local/bin/georep
+copy_with_libs "$g" "$georep" /usr/local/bin/georep
+# Debug info stays out of the image (a dev build carries ~150 MB of it); the code is the same.
+if command -v strip >/dev/null; then strip --strip-debug "$g/usr/local/bin/georep"; fi
 cat >"$g/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin

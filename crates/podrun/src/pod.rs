@@ -31,7 +31,7 @@ pub struct Pod {
     podman: Podman,
     published: BTreeMap<u16, SocketAddr>,
     tmpfs: Vec<PathBuf>,
-    claims: Vec<String>,
+    claims: Vec<(String, PathBuf)>,
     keep_volumes: bool,
 }
 
@@ -182,8 +182,8 @@ impl Pod {
                 }
                 VolumePlan::Claim { name } => {
                     let volume = self.claim_name(name);
-                    volumes::claim(&self.podman, &volume, fs_group)?;
-                    self.claims.push(volume);
+                    let root = volumes::claim(&self.podman, &volume, fs_group)?;
+                    self.claims.push((volume, root));
                 }
             }
         }
@@ -267,8 +267,14 @@ impl Pod {
                 .expect("the plan checked every mount's volume");
             let ro = if *read_only { "ro" } else { "rw" };
             let spec = match v {
-                // No copy-up of the image's directory into the volume: Kubernetes does not.
-                VolumePlan::Claim { name } => format!("{}:{path}:{ro},nocopy", self.claim_name(name)),
+                // By its directory, not its name: mounted by name, podman gives a fresh volume
+                // to the first container's user with the image directory's mode (here 999,
+                // 0755, locking the agent out), which Kubernetes never does.
+                VolumePlan::Claim { name } => {
+                    let root = self.claims.iter().find(|(n, _)| *n == self.claim_name(name));
+                    let (_, root) = root.expect("prepare_volumes created every claim");
+                    format!("{}:{path}:{ro}", root.display())
+                }
                 _ => format!("{}:{path}:{ro}", self.volume_dir(volume).display()),
             };
             a.extend(["--volume".into(), spec]);
@@ -408,7 +414,7 @@ impl Pod {
             volumes::unmount(&t);
         }
         if !self.keep_volumes {
-            for v in self.claims.drain(..) {
+            for (v, _) in self.claims.drain(..) {
                 let _ = self.podman.run(["volume", "rm", "--force", &v]);
             }
         }
