@@ -60,7 +60,10 @@ fn run(dir: &str, name: Option<String>) -> Result<(), String> {
     for (service, port, target) in &pod.plan().load_balancers {
         println!("  Service {service}: host.containers.internal:{port} -> {target}");
     }
-    println!("logs: podman logs -f {}; press Enter to stop and remove the pod", pod.container_id("georep-agent"));
+    println!(
+        "logs: podman logs -f {}; press Enter to stop and remove the pod",
+        pod.container_id("georep-agent")
+    );
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     Ok(())

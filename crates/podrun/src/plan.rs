@@ -196,9 +196,8 @@ impl Plan {
                 }
             }
         }
-        let [set] = <[StatefulSet; 1]>::try_from(sets).map_err(|s| {
-            Error::Invalid(format!("expected one StatefulSet, found {}", s.len()))
-        })?;
+        let [set] = <[StatefulSet; 1]>::try_from(sets)
+            .map_err(|s| Error::Invalid(format!("expected one StatefulSet, found {}", s.len())))?;
         Self::from_stateful_set(&set, &config_maps, &secrets, &services)
     }
 
@@ -210,11 +209,20 @@ impl Plan {
     ) -> Result<Self, Error> {
         let json = serde_json::to_value(set).map_err(|e| Error::Invalid(e.to_string()))?;
         if let Some(field) = allow::unknown_fields(&json).into_iter().next() {
-            return Err(unsupported(field, "not on the pod runner's list of understood fields"));
+            return Err(unsupported(
+                field,
+                "not on the pod runner's list of understood fields",
+            ));
         }
-        let spec = set.spec.as_ref().ok_or_else(|| unsupported("spec", "missing"))?;
+        let spec = set
+            .spec
+            .as_ref()
+            .ok_or_else(|| unsupported("spec", "missing"))?;
         if spec.replicas.unwrap_or(1) != 1 {
-            return Err(unsupported("spec.replicas", "the runner runs one pod (ordinal 0)"));
+            return Err(unsupported(
+                "spec.replicas",
+                "the runner runs one pod (ordinal 0)",
+            ));
         }
         let template = &spec.template;
         let pod = template
@@ -235,11 +243,17 @@ impl Plan {
             ));
         }
         if pod.restart_policy.as_deref().is_some_and(|p| p != "Always") {
-            return Err(unsupported(at("restartPolicy"), "only Always (a StatefulSet's)"));
+            return Err(unsupported(
+                at("restartPolicy"),
+                "only Always (a StatefulSet's)",
+            ));
         }
         let default_sc = pod.security_context.clone().unwrap_or_default();
         check_seccomp(
-            default_sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            default_sc
+                .seccomp_profile
+                .as_ref()
+                .map(|p| p.type_.as_str()),
             &at("securityContext.seccompProfile.type"),
         )?;
         if let Some(p) = default_sc.fs_group_change_policy.as_deref() {
@@ -278,7 +292,13 @@ impl Plan {
             .chain(default_sc.supplemental_groups.clone().unwrap_or_default())
             .collect();
         let build = |c: &Container, list: &str| {
-            container(c, &format!("{}[{}]", at(list), c.name), &default_sc, &groups, &volumes)
+            container(
+                c,
+                &format!("{}[{}]", at(list), c.name),
+                &default_sc,
+                &groups,
+                &volumes,
+            )
         };
         let init_containers = pod
             .init_containers
@@ -314,10 +334,7 @@ impl Plan {
             }
             let service = s.metadata.name.clone().unwrap_or_default();
             for p in ss.ports.as_deref().unwrap_or_default() {
-                let target = p
-                    .target_port
-                    .clone()
-                    .unwrap_or(IntOrString::Int(p.port));
+                let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
                 let number = resolve_port(&target, containers.iter().flat_map(|c| &c.ports))
                     .ok_or_else(|| {
                         Error::Invalid(format!(
@@ -412,7 +429,10 @@ fn container(
     }
     let sc: SecurityContext = c.security_context.clone().unwrap_or_default();
     if sc.privileged == Some(true) {
-        return Err(unsupported(format!("{at}.securityContext.privileged"), "true"));
+        return Err(unsupported(
+            format!("{at}.securityContext.privileged"),
+            "true",
+        ));
     }
     check_seccomp(
         sc.seccomp_profile
@@ -473,9 +493,8 @@ fn container(
     let memory = limits
         .get("memory")
         .map(|q| {
-            quantity_bytes(&q.0).ok_or_else(|| {
-                unsupported(format!("{at}.resources.limits.memory"), q.0.clone())
-            })
+            quantity_bytes(&q.0)
+                .ok_or_else(|| unsupported(format!("{at}.resources.limits.memory"), q.0.clone()))
         })
         .transpose()?;
     let cpus = limits
@@ -601,14 +620,24 @@ fn volume(
     let mut files = Vec::new();
     if let Some(c) = &v.config_map {
         let data = config_map_data(config_maps, &c.name, &at)?;
-        files = items(&data, c.items.as_deref(), c.default_mode.unwrap_or(0o644), &at)?;
+        files = items(
+            &data,
+            c.items.as_deref(),
+            c.default_mode.unwrap_or(0o644),
+            &at,
+        )?;
     } else if let Some(s) = &v.secret {
         let secret = s
             .secret_name
             .as_deref()
             .ok_or_else(|| unsupported(format!("{at}.secret.secretName"), "missing"))?;
         let data = secret_data(secrets, secret, &at)?;
-        files = items(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &at)?;
+        files = items(
+            &data,
+            s.items.as_deref(),
+            s.default_mode.unwrap_or(0o644),
+            &at,
+        )?;
     } else if let Some(p) = &v.projected {
         let mode = p.default_mode.unwrap_or(0o644);
         for source in p.sources.as_deref().unwrap_or_default() {
@@ -709,7 +738,11 @@ fn items(
                 let bytes = data
                     .get(&i.key)
                     .ok_or_else(|| Error::Invalid(format!("{at}: no key {}", i.key)))?;
-                Ok((i.path.clone(), bytes.clone(), mode(i.mode.unwrap_or(default_mode))?))
+                Ok((
+                    i.path.clone(),
+                    bytes.clone(),
+                    mode(i.mode.unwrap_or(default_mode))?,
+                ))
             })
             .collect(),
     }
@@ -732,8 +765,14 @@ mod tests {
 
     #[test]
     fn images_resolve_like_a_kubelet() {
-        assert_eq!(normalise_image("redis:7.2.5"), "docker.io/library/redis:7.2.5");
-        assert_eq!(normalise_image("bitnami/redis:7"), "docker.io/bitnami/redis:7");
+        assert_eq!(
+            normalise_image("redis:7.2.5"),
+            "docker.io/library/redis:7.2.5"
+        );
+        assert_eq!(
+            normalise_image("bitnami/redis:7"),
+            "docker.io/bitnami/redis:7"
+        );
         assert_eq!(
             normalise_image("ghcr.io/georep/georep:0.1.0"),
             "ghcr.io/georep/georep:0.1.0"

@@ -219,7 +219,10 @@ impl Pod {
                 let user = user.trim();
                 let root = user.is_empty()
                     || user == "root"
-                    || user.split(':').next().is_some_and(|u| u == "0" || u == "root");
+                    || user
+                        .split(':')
+                        .next()
+                        .is_some_and(|u| u == "0" || u == "root");
                 if root {
                     return Err(Error::Invalid(format!(
                         "container {}: runAsNonRoot, and image {} runs as {user:?} (the \
@@ -271,7 +274,10 @@ impl Pod {
                 // to the first container's user with the image directory's mode (here 999,
                 // 0755, locking the agent out), which Kubernetes never does.
                 VolumePlan::Claim { name } => {
-                    let root = self.claims.iter().find(|(n, _)| *n == self.claim_name(name));
+                    let root = self
+                        .claims
+                        .iter()
+                        .find(|(n, _)| *n == self.claim_name(name));
                     let (_, root) = root.expect("prepare_volumes created every claim");
                     format!("{}:{path}:{ro}", root.display())
                 }
@@ -363,8 +369,12 @@ impl Pod {
         let slept = c.pre_stop_sleep.unwrap_or(0).max(0);
         std::thread::sleep(Duration::from_secs(slept.unsigned_abs()));
         let rest = (self.plan.grace_secs - slept).max(0);
-        self.podman
-            .run(["stop", "--time", &rest.to_string(), &self.container_id(container)])?;
+        self.podman.run([
+            "stop",
+            "--time",
+            &rest.to_string(),
+            &self.container_id(container),
+        ])?;
         Ok(())
     }
 
@@ -382,7 +392,9 @@ impl Pod {
 
     /// `podman inspect` of `container`, as JSON.
     pub fn inspect(&self, container: &str) -> Result<serde_json::Value, Error> {
-        let out = self.podman.run(["inspect", &self.container_id(container)])?;
+        let out = self
+            .podman
+            .run(["inspect", &self.container_id(container)])?;
         let v: serde_json::Value =
             serde_json::from_str(&out).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(v[0].clone())
@@ -400,7 +412,12 @@ impl Pod {
 
     fn teardown(&mut self) {
         if std::thread::panicking() {
-            for c in self.plan.init_containers.iter().chain(&self.plan.containers) {
+            for c in self
+                .plan
+                .init_containers
+                .iter()
+                .chain(&self.plan.containers)
+            {
                 let log = self.logs(&c.name);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!("--- {} {} (last lines) ---", self.name, c.name);
@@ -409,7 +426,9 @@ impl Pod {
                 }
             }
         }
-        let _ = self.podman.run(["pod", "rm", "--force", "--time", "0", &self.name]);
+        let _ = self
+            .podman
+            .run(["pod", "rm", "--force", "--time", "0", &self.name]);
         for t in self.tmpfs.drain(..) {
             volumes::unmount(&t);
         }

@@ -81,7 +81,11 @@ pub(crate) fn write_files(
 
 /// An `emptyDir`: a directory anyone in the pod may write (0777, and the fsGroup's with
 /// setgid), on a tmpfs of `memory` bytes when asked for. Returns whether it mounted a tmpfs.
-pub(crate) fn empty_dir(dir: &Path, memory: Option<u64>, fs_group: Option<i64>) -> Result<bool, Error> {
+pub(crate) fn empty_dir(
+    dir: &Path,
+    memory: Option<u64>,
+    fs_group: Option<i64>,
+) -> Result<bool, Error> {
     std::fs::create_dir_all(dir).map_err(io(format!("mkdir {}", dir.display())))?;
     if let Some(bytes) = memory {
         let status = Command::new("mount")
@@ -99,7 +103,14 @@ pub(crate) fn empty_dir(dir: &Path, memory: Option<u64>, fs_group: Option<i64>) 
         }
     }
     chown(dir, fs_group)?;
-    chmod(dir, if fs_group.is_some() { 0o777 | SETGID } else { 0o777 })?;
+    chmod(
+        dir,
+        if fs_group.is_some() {
+            0o777 | SETGID
+        } else {
+            0o777
+        },
+    )?;
     Ok(memory.is_some())
 }
 

@@ -42,8 +42,7 @@ fn the_rendered_pod_reads_as_the_kubelet_would_run_it() {
         assert_eq!(p.load_balancers[0].0, "georep-tunnel");
         assert_eq!(p.load_balancers[0].2, 56379);
         // The projected /etc/georep: topology 0444, the key and passwords 0440.
-        let Some(VolumePlan::Files { files, .. }) =
-            p.volumes.iter().find(|v| v.name() == "georep")
+        let Some(VolumePlan::Files { files, .. }) = p.volumes.iter().find(|v| v.name() == "georep")
         else {
             panic!("no georep volume")
         };
@@ -141,12 +140,21 @@ fn a_plan_prints_no_secret() {
     let r = Rendered::new("aws-two-regions.toml");
     let p = plan(&r.kustomize("eu-central-1")).unwrap();
     let printed = format!("{p:?}");
-    assert!(printed.contains("credentials/app.password (49 bytes, 440)"), "{printed}");
+    assert!(
+        printed.contains("credentials/app.password (49 bytes, 440)"),
+        "{printed}"
+    );
     for secret in [r.passwords.app.expose(), r.passwords.admin.expose()] {
         let needle = secret.trim();
-        assert!(!printed.contains(needle), "a password is in the plan's Debug");
+        assert!(
+            !printed.contains(needle),
+            "a password is in the plan's Debug"
+        );
         let as_bytes = format!("{:?}", needle.as_bytes());
         let as_bytes = as_bytes.trim_matches(['[', ']']);
-        assert!(!printed.contains(as_bytes), "a password's bytes are in the plan's Debug");
+        assert!(
+            !printed.contains(as_bytes),
+            "a password's bytes are in the plan's Debug"
+        );
     }
 }

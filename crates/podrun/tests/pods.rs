@@ -148,8 +148,17 @@ fn agent_is_unprivileged(cluster: &Cluster, i: usize) {
         if f[5].split(',').any(|o| o == "rw") {
             let at = f[4];
             assert!(
-                at == "/data" || at.starts_with("/dev") || at.starts_with("/proc") || at.starts_with("/sys")
-                    || ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv"].contains(&at),
+                at == "/data"
+                    || at.starts_with("/dev")
+                    || at.starts_with("/proc")
+                    || at.starts_with("/sys")
+                    || [
+                        "/etc/hosts",
+                        "/etc/hostname",
+                        "/etc/resolv.conf",
+                        "/run/.containerenv"
+                    ]
+                    .contains(&at),
                 "writable mount {at} in the agent: {l}"
             );
         }
@@ -163,7 +172,7 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
     if !podman_or_skip("two_regions_run_replicate_switch_over_and_resume") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     let started = Instant::now();
     let cluster = Cluster::start("aws-two-regions.toml");
     let (use1, euc1) = (cluster.index("us-east-1"), cluster.index("eu-central-1"));
@@ -171,7 +180,10 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
     // Both pods Ready: every probe of the spec answers.
     cluster.wait_ready().await;
     cluster.wait_primary("us-east-1").await;
-    eprintln!("both pods ready after {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "both pods ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     writes_replicate(&cluster, use1, "hello").await;
     for i in [use1, euc1] {
         agent_is_unprivileged(&cluster, i);
@@ -192,7 +204,12 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
     cluster.pods[euc1].restart("redis").unwrap();
     cluster.wait_ready().await;
     cluster.wait_primary("us-east-1").await;
-    let stats = info(&cluster, use1, "stats").await;
+    let resyncs = |i: &resp::Info| i.int("sync_full").unwrap() + i.int("sync_partial_ok").unwrap();
+    let stats = testkit::eventually("the restarted replica resyncs", || async {
+        let stats = info(&cluster, use1, "stats").await;
+        (resyncs(&stats) > resyncs(&before)).then_some(stats)
+    })
+    .await;
     assert_eq!(stats.int("sync_full"), before.int("sync_full"), "{stats:?}");
     assert!(
         stats.int("sync_partial_ok") > before.int("sync_partial_ok"),
@@ -203,7 +220,10 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
         "the replica's log does not say it resumed with a partial resync"
     );
     testkit::eventually("the restarted replica holds every write", || async {
-        missing(&cluster, euc1, &before_restarts).await.is_empty().then_some(())
+        missing(&cluster, euc1, &before_restarts)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
 
@@ -213,16 +233,27 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
     cluster.pods[use1].restart("redis").unwrap();
     cluster.wait_ready().await;
     cluster.wait_primary("us-east-1").await;
-    let stats = info(&cluster, use1, "stats").await;
+    let stats = testkit::eventually("the replica resyncs with the restarted primary", || async {
+        let stats = info(&cluster, use1, "stats").await;
+        (resyncs(&stats) >= 1).then_some(stats)
+    })
+    .await;
     eprintln!(
         "after the primary's restart: sync_full={:?} sync_partial_ok={:?}",
         stats.int("sync_full"),
         stats.int("sync_partial_ok")
     );
     let lost = missing(&cluster, use1, &before_restarts).await;
-    assert!(lost.is_empty(), "{} writes lost across the primary's restart", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} writes lost across the primary's restart",
+        lost.len()
+    );
     testkit::eventually("the replica holds every write again", || async {
-        missing(&cluster, euc1, &before_restarts).await.is_empty().then_some(())
+        missing(&cluster, euc1, &before_restarts)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     writes_replicate(&cluster, use1, "after-restarts").await;
@@ -235,11 +266,23 @@ async fn two_regions_run_replicate_switch_over_and_resume() {
     cluster.wait_primary("eu-central-1").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = history.stop().await;
-    assert!(acked.len() > 100, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
     let lost = missing(&cluster, euc1, &acked).await;
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
     testkit::eventually("the old primary holds every acknowledged write", || async {
-        missing(&cluster, use1, &acked).await.is_empty().then_some(())
+        missing(&cluster, use1, &acked)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     writes_replicate(&cluster, euc1, "after-switchover").await;
@@ -256,7 +299,7 @@ async fn three_regions_run_and_replicate_everywhere() {
     if !podman_or_skip("three_regions_run_and_replicate_everywhere") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     let started = Instant::now();
     let cluster = Cluster::start("three-regions.toml");
     cluster.wait_ready().await;
@@ -268,7 +311,11 @@ async fn three_regions_run_and_replicate_everywhere() {
     }
     // The primary serves both replicas, each through its own tunnel.
     let replication = info(&cluster, primary, "replication").await;
-    assert_eq!(replication.int("connected_slaves"), Some(2), "{replication:?}");
+    assert_eq!(
+        replication.int("connected_slaves"),
+        Some(2),
+        "{replication:?}"
+    );
 
     // A switchover to the third region: both others follow it, nothing acknowledged is lost.
     let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.redis_addr(i)).collect();
@@ -295,7 +342,7 @@ async fn a_promoted_primary_restarted_keeps_every_acknowledged_write() {
     if !podman_or_skip("a_promoted_primary_restarted_keeps_every_acknowledged_write") {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start("aws-two-regions.toml");
     let (use1, euc1) = (cluster.index("us-east-1"), cluster.index("eu-central-1"));
     cluster.wait_ready().await;
@@ -310,5 +357,10 @@ async fn a_promoted_primary_restarted_keeps_every_acknowledged_write() {
     cluster.wait_ready().await;
     cluster.wait_primary("eu-central-1").await;
     let lost = missing(&cluster, euc1, &acked).await;
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use podrun::{Plan, Pod};
@@ -32,9 +32,9 @@ pub fn podman_or_skip(test: &str) -> bool {
 }
 
 /// One pod test at a time: five pods at once would starve this 2-core machine.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 pub fn workspace() -> PathBuf {
@@ -80,7 +80,11 @@ fn build_images(topology: &Path) {
             String::from_utf8_lossy(&out.stderr)
         );
         let built: Vec<&str> = stdout.lines().collect();
-        assert_eq!(built, [GEOREP_IMAGE, REDIS_IMAGE], "the images the topology names");
+        assert_eq!(
+            built,
+            [GEOREP_IMAGE, REDIS_IMAGE],
+            "the images the topology names"
+        );
         eprintln!("images built in {:.1}s", started.elapsed().as_secs_f64());
     });
 }
@@ -268,8 +272,9 @@ impl Cluster {
     /// the primary.
     pub async fn wait_primary(&self, primary: &str) {
         testkit::eventually(&format!("every agent follows {primary}"), || async {
-            let all: Vec<serde_json::Value> =
-                (0..self.pods.len()).map(|i| self.status(i)).collect::<Option<_>>()?;
+            let all: Vec<serde_json::Value> = (0..self.pods.len())
+                .map(|i| self.status(i))
+                .collect::<Option<_>>()?;
             let epoch = &all[0]["epoch"];
             let agree = all
                 .iter()
@@ -313,7 +318,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16,
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     Ok((code, body.to_owned()))
 }
 
