@@ -1,0 +1,366 @@
+//! The rendered manifests, run: each region of an example topology rendered by
+//! `georep render k8s` (endpoints at the stand-in load balancers, local images), put through
+//! `kubectl kustomize`, and started as a podman pod exactly as rendered (crates/podrun).
+//!
+//! Needs root, podman and runc (`. scripts/lib/podman.sh && podman_setup`), kubectl, and
+//! redis-server / redis-cli. `GEOREP_POD_TESTS=skip` skips them, saying so; otherwise a machine
+//! where containers cannot start fails them with the reason.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use resp::{Conn, Credentials, Value};
+
+/// Writes unique keys (key = value = a sequence number) to whichever region accepts them,
+/// logging each acknowledged write.
+struct History {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl History {
+    fn start(addrs: Vec<SocketAddr>, login: Credentials) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut conn: Option<Conn> = None;
+            let mut at = 0;
+            let mut i = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                // About 500 writes a second: enough to catch a lost one, little for the disk.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if conn.is_none() {
+                    conn = Conn::connect(addrs[at], Some(&login), Duration::from_secs(1))
+                        .await
+                        .ok();
+                    if conn.is_none() {
+                        at = (at + 1) % addrs.len();
+                        continue;
+                    }
+                }
+                let key = format!("h:{i}");
+                i += 1;
+                let set = ["SET", key.as_str(), key.as_str()];
+                match conn.as_mut().unwrap().cmd(&set).await {
+                    Ok(_) => acked.push(key),
+                    Err(_) => {
+                        // READONLY, a paused write, a closed connection: try the next region.
+                        conn = None;
+                        at = (at + 1) % addrs.len();
+                    }
+                }
+            }
+            acked
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// The acknowledged writes region `i` does not hold.
+async fn missing(cluster: &Cluster, i: usize, acked: &[String]) -> Vec<String> {
+    let mut c = cluster.admin(i).await;
+    let mut lost = Vec::new();
+    for chunk in acked.chunks(1000) {
+        let mut args = vec!["MGET"];
+        args.extend(chunk.iter().map(String::as_str));
+        let Value::Array(Some(values)) = c.cmd(&args).await.unwrap() else {
+            panic!("MGET did not return an array");
+        };
+        for (k, v) in chunk.iter().zip(values) {
+            if v.text().as_deref() != Some(k.as_str()) {
+                lost.push(k.clone());
+            }
+        }
+    }
+    lost
+}
+
+async fn info(cluster: &Cluster, i: usize, section: &str) -> resp::Info {
+    cluster.admin(i).await.info(&[section]).await.unwrap()
+}
+
+/// A write as the `app` user on `primary` reaches every other region through the tunnels.
+async fn writes_replicate(cluster: &Cluster, primary: usize, key: &str) {
+    let app = cluster.app_login();
+    let value = format!("{key}-{}", std::process::id());
+    assert_eq!(
+        redis_cli(cluster.redis_addr(primary), &app, &["SET", key, &value]),
+        "OK"
+    );
+    for i in (0..cluster.pods.len()).filter(|i| *i != primary) {
+        testkit::eventually(&format!("{key} on {}", cluster.names[i]), || async {
+            (redis_cli(cluster.redis_addr(i), &app, &["GET", key]) == value).then_some(())
+        })
+        .await;
+        // The replica refuses writes, as the application sees it.
+        let refused = std::process::Command::new("redis-cli")
+            .env("REDISCLI_AUTH", &app.password)
+            .args(["-p", &cluster.redis_addr(i).port().to_string()])
+            .args(["--user", &app.user, "--no-auth-warning", "SET", key, "x"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&refused.stdout);
+        assert!(said.contains("READONLY"), "{}: {said}", cluster.names[i]);
+    }
+}
+
+/// The agent container's process runs as 65532, with the pod's fsGroup, on a read-only root.
+fn agent_is_unprivileged(cluster: &Cluster, i: usize) {
+    let pod = &cluster.pods[i];
+    let pid = pod.pid("georep-agent").unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(field("Uid:").iter().all(|u| u == "65532"), "{status}");
+    assert!(field("Gid:").iter().all(|g| g == "65532"), "{status}");
+    assert!(field("Groups:").contains(&"999".to_owned()), "{status}");
+    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+    assert_eq!(field("NoNewPrivs:"), ["1"], "{status}");
+    // The root mount, as the process sees it: read-only.
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .expect("a root mount");
+    let options = root.split_whitespace().nth(5).unwrap();
+    assert!(options.split(',').any(|o| o == "ro"), "root mount: {root}");
+    // Nothing writable but the volumes: no tmpfs podman would add on /tmp or /run.
+    for l in mounts.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f[5].split(',').any(|o| o == "rw") {
+            let at = f[4];
+            assert!(
+                at == "/data"
+                    || at.starts_with("/dev")
+                    || at.starts_with("/proc")
+                    || at.starts_with("/sys")
+                    || [
+                        "/etc/hosts",
+                        "/etc/hostname",
+                        "/etc/resolv.conf",
+                        "/run/.containerenv"
+                    ]
+                    .contains(&at),
+                "writable mount {at} in the agent: {l}"
+            );
+        }
+    }
+    let inspect = pod.inspect("georep-agent").unwrap();
+    assert_eq!(inspect["HostConfig"]["ReadonlyRootfs"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_regions_run_replicate_switch_over_and_resume() {
+    if !podman_or_skip("two_regions_run_replicate_switch_over_and_resume") {
+        return;
+    }
+    let _serial = serial().await;
+    let started = Instant::now();
+    let cluster = Cluster::start("aws-two-regions.toml");
+    let (use1, euc1) = (cluster.index("us-east-1"), cluster.index("eu-central-1"));
+
+    // Both pods Ready: every probe of the spec answers.
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    eprintln!(
+        "both pods ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    writes_replicate(&cluster, use1, "hello").await;
+    for i in [use1, euc1] {
+        agent_is_unprivileged(&cluster, i);
+    }
+
+    // Writes the restarts below must keep.
+    let addrs = vec![cluster.redis_addr(use1), cluster.redis_addr(euc1)];
+    let history = History::start(addrs.clone(), cluster.app_login());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before_restarts = history.stop().await;
+
+    // The replica's Redis, killed (SIGKILL, like the OOM killer) and restarted with its volume:
+    // it resumes from its RDB (which carries the replication ID and offset) with a partial
+    // resync.
+    let partial = "Successful partial resynchronization with master";
+    let before = info(&cluster, use1, "stats").await;
+    let logged = cluster.pods[euc1].logs("redis").matches(partial).count();
+    cluster.pods[euc1].restart("redis").unwrap();
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    let resyncs = |i: &resp::Info| i.int("sync_full").unwrap() + i.int("sync_partial_ok").unwrap();
+    let stats = testkit::eventually("the restarted replica resyncs", || async {
+        let stats = info(&cluster, use1, "stats").await;
+        (resyncs(&stats) > resyncs(&before)).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats.int("sync_full"), before.int("sync_full"), "{stats:?}");
+    assert!(
+        stats.int("sync_partial_ok") > before.int("sync_partial_ok"),
+        "{stats:?}"
+    );
+    assert!(
+        cluster.pods[euc1].logs("redis").matches(partial).count() > logged,
+        "the replica's log does not say it resumed with a partial resync"
+    );
+    testkit::eventually("the restarted replica holds every write", || async {
+        missing(&cluster, euc1, &before_restarts)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // The primary's Redis, killed and restarted with its volume: every acknowledged write is
+    // in its AOF, and the replica follows it again. (Redis restarting from an AOF takes a new
+    // replication ID, so this resync is a full one; the test prints which it was.)
+    cluster.pods[use1].restart("redis").unwrap();
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    let stats = testkit::eventually("the replica resyncs with the restarted primary", || async {
+        let stats = info(&cluster, use1, "stats").await;
+        (resyncs(&stats) >= 1).then_some(stats)
+    })
+    .await;
+    eprintln!(
+        "after the primary's restart: sync_full={:?} sync_partial_ok={:?}",
+        stats.int("sync_full"),
+        stats.int("sync_partial_ok")
+    );
+    let lost = missing(&cluster, use1, &before_restarts).await;
+    assert!(
+        lost.is_empty(),
+        "{} writes lost across the primary's restart",
+        lost.len()
+    );
+    testkit::eventually("the replica holds every write again", || async {
+        missing(&cluster, euc1, &before_restarts)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    writes_replicate(&cluster, use1, "after-restarts").await;
+
+    // A planned switchover under load: no acknowledged write lost.
+    let history = History::start(addrs, cluster.app_login());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let change = switchover(&cluster, use1, "eu-central-1");
+    assert_eq!(change["to"], "eu-central-1", "{change}");
+    cluster.wait_primary("eu-central-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = history.stop().await;
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    let lost = missing(&cluster, euc1, &acked).await;
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
+    testkit::eventually("the old primary holds every acknowledged write", || async {
+        missing(&cluster, use1, &acked)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    writes_replicate(&cluster, euc1, "after-switchover").await;
+    eprintln!(
+        "switchover: {} writes, none lost; write pause {} ms",
+        acked.len(),
+        change["write_pause_ms"]
+    );
+    eprintln!("two regions: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_regions_run_and_replicate_everywhere() {
+    if !podman_or_skip("three_regions_run_and_replicate_everywhere") {
+        return;
+    }
+    let _serial = serial().await;
+    let started = Instant::now();
+    let cluster = Cluster::start("three-regions.toml");
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    let primary = cluster.index("us-east-1");
+    writes_replicate(&cluster, primary, "hello-three").await;
+    for i in 0..cluster.pods.len() {
+        agent_is_unprivileged(&cluster, i);
+    }
+    // The primary serves both replicas, each through its own tunnel.
+    let replication = info(&cluster, primary, "replication").await;
+    assert_eq!(
+        replication.int("connected_slaves"),
+        Some(2),
+        "{replication:?}"
+    );
+
+    // A switchover to the third region: both others follow it, nothing acknowledged is lost.
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.redis_addr(i)).collect();
+    let history = History::start(addrs, cluster.app_login());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    switchover(&cluster, primary, "ap-southeast-1");
+    cluster.wait_primary("ap-southeast-1").await;
+    let acked = history.stop().await;
+    let apse1 = cluster.index("ap-southeast-1");
+    assert!(missing(&cluster, apse1, &acked).await.is_empty());
+    writes_replicate(&cluster, apse1, "after-switchover-three").await;
+    eprintln!("three regions: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// After a switchover, the new primary's Redis restarts from the ConfigMap's redis.conf, which
+/// still describes the region's role at render time (`appendonly no`, `replicaof` the old
+/// primary): it ignores the AOF it was writing, loads its last RDB snapshot, and the
+/// acknowledged writes since are lost, in both regions. Found by this runner; the fix needs
+/// the agent to leave Redis's current role where Redis reads it at start (see the closing
+/// note of issue 13). Run it with `--ignored`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a promoted region's Redis restarts in its rendered role and loses writes (issue 13 note)"]
+async fn a_promoted_primary_restarted_keeps_every_acknowledged_write() {
+    if !podman_or_skip("a_promoted_primary_restarted_keeps_every_acknowledged_write") {
+        return;
+    }
+    let _serial = serial().await;
+    let cluster = Cluster::start("aws-two-regions.toml");
+    let (use1, euc1) = (cluster.index("us-east-1"), cluster.index("eu-central-1"));
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    switchover(&cluster, use1, "eu-central-1");
+    cluster.wait_primary("eu-central-1").await;
+    let addrs = vec![cluster.redis_addr(use1), cluster.redis_addr(euc1)];
+    let history = History::start(addrs, cluster.app_login());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let acked = history.stop().await;
+    cluster.pods[euc1].restart("redis").unwrap();
+    cluster.wait_ready().await;
+    cluster.wait_primary("eu-central-1").await;
+    let lost = missing(&cluster, euc1, &acked).await;
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
+}
