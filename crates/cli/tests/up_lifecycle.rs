@@ -179,7 +179,11 @@ impl Up {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 use std::os::unix::process::ExitStatusExt as _;
-                return Some(status.code().unwrap_or_else(|| -status.signal().unwrap_or(0)));
+                return Some(
+                    status
+                        .code()
+                        .unwrap_or_else(|| -status.signal().unwrap_or(0)),
+                );
             }
             if Instant::now() > deadline {
                 return None;
@@ -210,7 +214,11 @@ async fn stop_with(signal: Signal) {
     let mut up = Up::start(&c.topology, signal == Signal::SIGHUP);
     c.wait_replicating().await;
     let children = c.processes();
-    assert_eq!(children.len(), 4, "2 redis-servers and 2 agents: {children:?}");
+    assert_eq!(
+        children.len(),
+        4,
+        "2 redis-servers and 2 agents: {children:?}"
+    );
 
     let sent = Instant::now();
     up.signal(signal);
@@ -308,7 +316,9 @@ async fn up_stops_orphans_of_its_data_directory_before_starting() {
     for pid in &orphans {
         assert!(
             !Path::new(&format!("/proc/{pid}/cmdline")).exists()
-                || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty(),
+                || std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap()
+                    .is_empty(),
             "orphan {pid} still runs"
         );
         assert!(
@@ -417,7 +427,11 @@ async fn of_two_ups_started_together_exactly_one_runs() {
         );
         eprintln!("timing: round {round}: the second up refused in {took:?}");
         c.wait_replicating().await;
-        assert_eq!(winner.exited_within(Duration::ZERO).await, None, "the winner runs");
+        assert_eq!(
+            winner.exited_within(Duration::ZERO).await,
+            None,
+            "the winner runs"
+        );
         winner.signal(Signal::SIGTERM);
         assert_eq!(
             winner.exited_within(Duration::from_secs(60)).await,

@@ -109,7 +109,7 @@ impl Reporter<'_> {
                 } else if message == "integer number overflowed" {
                     // Past 128 bits: say which number and what the field allows.
                     let field = locate(&root, &span, false);
-                    let written = self.text.get(span.clone()).unwrap_or_default().trim();
+                    let written = self.text.get(span).unwrap_or_default().trim();
                     let range = match field.as_str() {
                         "local.base_port" => {
                             format!(": {}", crate::base_port_range(regions(&root)))
