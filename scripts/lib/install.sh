@@ -25,7 +25,7 @@ apt_install() {
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# missing_commands CMD:PACKAGE...: prints the packages whose command is not on PATH.
+# missing_packages CMD:PACKAGE...: prints the packages whose command is not on PATH.
 missing_packages() {
   local pair
   for pair in "$@"; do

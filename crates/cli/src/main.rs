@@ -8,6 +8,7 @@ mod failover_cmd;
 mod link_cmd;
 mod promote_cmd;
 mod render_cmd;
+mod secrets_cmd;
 mod signal;
 mod status_cmd;
 mod telemetry;
@@ -55,6 +56,8 @@ enum Command {
     Render(render_cmd::RenderArgs),
     /// Write Redis's ACL file (SHA-256 hashes only) from a credentials directory.
     AclFile(acl_cmd::AclFileArgs),
+    /// Create the secret files of a Kubernetes tree: `georep secrets init DIR/secrets`.
+    Secrets(secrets_cmd::SecretsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Promote(args) => promote_cmd::main(args),
         Command::Render(args) => render_cmd::main(args),
         Command::AclFile(args) => acl_cmd::main(args),
+        Command::Secrets(args) => secrets_cmd::main(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `georep up`: the whole topology on this machine, with a live status view.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,6 +31,13 @@ pub(crate) fn main(args: UpArgs) -> Result<(), Failure> {
     let georep = std::env::current_exe()
         .context("cannot locate the georep binary")
         .map_err(Failure::runtime)?;
+    // A panic anywhere in `up`, in any task, ends it; its children carry the parent-death signal
+    // and end with it, instead of running on unsupervised behind a half-dead `up`.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
     crate::runtime()?
         .block_on(run(Options {
             topology,
@@ -40,12 +47,21 @@ pub(crate) fn main(args: UpArgs) -> Result<(), Failure> {
         .map_err(Failure::runtime)
 }
 
+/// Prints to stdout, ignoring errors: once the terminal is gone (SIGHUP) writes fail, and `up`
+/// must still stop its processes cleanly rather than panic on a lost terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 async fn run(options: Options) -> anyhow::Result<()> {
-    let mut shutdown =
-        crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+    let mut shutdown = stop_signals().context("cannot install signal handlers")?;
     let name = options.topology.name.clone();
-    println!(
-        "starting {name}: {} regions…",
+    say!(
+        "starting {name}: {} regions…\n",
         options.topology.regions.len()
     );
     let cluster = Cluster::start(options).await?;
@@ -64,7 +80,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let table = view::table(&rows);
         if tty {
             // Redraw in place: cursor home, clear below.
-            print!("\x1b[H\x1b[J{name} — live status (Ctrl-C stops everything)\n\n{table}");
+            say!("\x1b[H\x1b[J{name} — live status (Ctrl-C stops everything)\n\n{table}");
         } else {
             // Without a terminal, print when roles or links change, and every 30 s.
             let shape: String = rows
@@ -75,27 +91,46 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 })
                 .collect();
             if shape != last_shape || printed_at.elapsed() > Duration::from_secs(30) {
-                println!("{table}");
+                say!("{table}\n");
                 last_shape = shape;
                 printed_at = tokio::time::Instant::now();
             }
         }
     }
-    println!("\nstopping {name}…");
+    say!("\nstopping {name}…\n");
     let data = cluster.layout().root.clone();
     cluster.stop().await;
-    println!(
-        "stopped; data kept in {} (run `georep up` again to resume)",
+    say!(
+        "stopped; data kept in {} (run `georep up` again to resume)\n",
         data.display()
     );
     Ok(())
 }
 
+/// Turns true on SIGTERM, SIGINT (Ctrl-C) or SIGHUP (the terminal closed): each is a clean stop.
+fn stop_signals() -> std::io::Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        tracing::info!(signal = name, "stopping every process of this cluster");
+        tx.send_replace(true);
+    });
+    Ok(rx)
+}
+
 fn intro(cluster: &Cluster) {
     let t = cluster.topology();
     let secrets = cluster.layout().secrets();
-    println!(
-        "\n{} is up. Applications connect per region as user `app`:",
+    say!(
+        "\n{} is up. Applications connect per region as user `app`:\n",
         t.name
     );
     for r in &t.regions {
@@ -105,19 +140,20 @@ fn intro(cluster: &Cluster) {
         } else {
             "replica (reads)"
         };
-        println!("  {:<16} {:<17} 127.0.0.1:{port}", r.name, role);
+        say!("  {:<16} {:<17} 127.0.0.1:{port}\n", r.name, role);
     }
     let first = t.local.ports(t.primary).redis;
-    println!(
-        "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n",
+    say!(
+        "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n\n",
         secrets.join("app.password").display()
     );
-    println!(
-        "Cut the WAN between two regions: georep link cut {} {}",
-        t.regions[0].name, t.regions[1].name
+    say!(
+        "Cut the WAN between two regions: georep link cut {} {}\n",
+        t.regions[0].name,
+        t.regions[1].name
     );
-    println!(
-        "Status from another terminal:    georep status {}\n",
+    say!(
+        "Status from another terminal:    georep status {}\n\n",
         t.source.display()
     );
 }

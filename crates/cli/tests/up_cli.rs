@@ -137,6 +137,7 @@ fn malformed_topologies_exit_64_naming_file_line_and_field() {
         ("no-such-primary.toml", "name = \"x\"\nprimary = \"zz\"\n[[region]]\nname = \"a\"\nendpoint = \"a.example:1\"\n[[region]]\nname = \"b\"\nendpoint = \"b.example:1\"\n", "primary"),
         ("syntax.toml", "name = \"x\nprimary = 3\n", "syntax.toml:1"),
         ("bad-latency.toml", "name = \"x\"\nprimary = \"a\"\n[[region]]\nname = \"a\"\nendpoint = \"a.example:1\"\n[[region]]\nname = \"b\"\nendpoint = \"b.example:1\"\n[[local.link]]\nbetween = [\"a\", \"b\"]\nlatency = \"fast\"\n", "latency"),
+        ("huge-port.toml", "name = \"x\"\nprimary = \"a\"\n[[region]]\nname = \"a\"\nendpoint = \"a.example:1\"\n[[region]]\nname = \"b\"\nendpoint = \"b.example:1\"\n[local]\nbase_port = 99999999999999999999\n", "10:13: local.base_port: 99999999999999999999 is out of range: base_port must be between 1024 and 65336 for 2 regions"),
     ];
     for (name, text, expect) in cases {
         let path = dir.path().join(name);

@@ -30,14 +30,9 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpError {
-    /// Another `georep up` uses the same data directory.
-    #[error("georep up is already running on {dir} (pid {pid}); stop it first")]
-    AlreadyRunning {
-        /// The data directory.
-        dir: PathBuf,
-        /// Its pid.
-        pid: i32,
-    },
+    /// The data directory is in use, leftovers would not stop, or a port is taken.
+    #[error(transparent)]
+    Claim(#[from] crate::claim::ClaimError),
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -93,6 +88,7 @@ pub struct Cluster {
     georep: PathBuf,
     redis_server: PathBuf,
     control: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    claim: crate::claim::Claim,
 }
 
 impl Cluster {
@@ -104,10 +100,10 @@ impl Cluster {
             redis_server,
         } = options;
         let layout = Layout::new(&topology.local.data_dir).map_err(io("data directory"))?;
+        let claim = crate::claim::Claim::take(&layout, &topology).await?;
         let passwords = layout
             .prepare(&topology)
             .map_err(io(format!("preparing {}", layout.root.display())))?;
-        claim_pid_file(&layout)?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let mut links = Vec::new();
@@ -187,6 +183,7 @@ impl Cluster {
             georep,
             redis_server,
             control,
+            claim,
         };
         cluster.serve_control(stop_rx).await?;
         Ok(cluster)
@@ -348,7 +345,7 @@ impl Cluster {
         if let Some(control) = self.control.lock().await.take() {
             let _ = control.await;
         }
-        let _ = std::fs::remove_file(self.layout.pid_file());
+        self.claim.release();
     }
 
     async fn serve_control(&self, stop: watch::Receiver<bool>) -> Result<(), UpError> {
@@ -445,6 +442,7 @@ fn redis_spec(
         program: redis_server.to_owned(),
         args: vec![conf.display().to_string()],
         log: dir.join("redis.stdout"),
+        record: dir.join("redis.pid.json"),
     })
 }
 
@@ -509,6 +507,7 @@ fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i:
         program: georep.to_owned(),
         args,
         log: layout.region(name).join("agent.log"),
+        record: layout.region(name).join("agent.pid.json"),
     }
 }
 
@@ -578,21 +577,4 @@ async fn supervise(
             }
         }
     }
-}
-
-/// Refuses to run twice on one data directory; records our pid.
-fn claim_pid_file(layout: &Layout) -> Result<(), UpError> {
-    let path = layout.pid_file();
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if alive && pid != std::process::id() as i32 {
-                return Err(UpError::AlreadyRunning {
-                    dir: layout.root.clone(),
-                    pid,
-                });
-            }
-        }
-    }
-    std::fs::write(&path, format!("{}\n", std::process::id())).map_err(io("writing up.pid"))
 }

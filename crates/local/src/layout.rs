@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! georep-data/
-//!   up.pid                      the running `georep up`, so a second one refuses to start
-//!   secrets/                    mode 0700, generated on first run
+//!   up.pid                      lock file (flock) and pid of the running `georep up`
+//!   secrets/                    mode 0700, generated on first run ([`crate::secrets`])
 //!     tunnel.key                32 random bytes (mode 0400)
 //!     admin.password …          the ACL users' passwords (mode 0600)
+//!     operator-token            the operator's credential for the agents (mode 0600)
 //!   <region>/                   one per region
 //!     redis.conf  users.acl     regenerated at every start
 //!     appendonly.aof/ dump.rdb  Redis's data (AOF on the primary, RDB on replicas)
 //!     clean-shutdown            present after `georep up` stopped this Redis cleanly
 //!     georep-state.json         the agent's state (`--state-dir`): highest epoch and primary
+//!     redis.pid.json agent.pid.json  pid and command line of the running processes
 //!     redis.log  agent.log
 //! ```
 
@@ -55,7 +57,7 @@ impl Layout {
         self.root.join(name)
     }
 
-    /// The pid file of the running `georep up`.
+    /// The lock file of the running `georep up`, holding its pid.
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("up.pid")
     }
@@ -73,18 +75,7 @@ impl Layout {
                 .mode(0o700)
                 .create(self.region(&r.name))?;
         }
-        if !self.tunnel_key().exists() {
-            tunnel::keyfile::generate(&self.tunnel_key()).map_err(std::io::Error::other)?;
-        }
-        for name in Passwords::FILES {
-            let path = self.secrets().join(name);
-            if !path.exists() {
-                let mut raw = [0u8; 24];
-                getrandom::getrandom(&mut raw).map_err(std::io::Error::from)?;
-                let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(&path, format!("{password}\n").as_bytes())?;
-            }
-        }
+        crate::secrets::init(&self.secrets())?;
         Passwords::load(&self.secrets()).map_err(std::io::Error::other)
     }
 }
@@ -123,6 +114,9 @@ pub fn redis_conf(
          bind 127.0.0.1\n\
          protected-mode yes\n\
          daemonize no\n\
+         # Keep the command line as started: it names this data directory, so a later\n\
+         # `georep up` can recognise a Redis left running on it.\n\
+         set-proc-title no\n\
          dir {dir}\n\
          logfile {dir}/redis.log\n\
          aclfile {dir}/users.acl\n",

@@ -7,11 +7,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod claim;
 mod cluster;
 pub mod control;
 pub mod http;
 pub mod layout;
+pub mod leftovers;
+pub mod lock;
+pub mod port_check;
 pub mod process;
+mod procfs;
+pub mod secrets;
 pub mod view;
 
 pub use cluster::{Cluster, Options, Pids, UpError};

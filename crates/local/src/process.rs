@@ -1,12 +1,27 @@
 //! Child processes that `georep up` keeps running, as a kubelet would: restarted when they die,
 //! stopped by PID (SIGTERM, then SIGKILL) when `up` stops, killed if `up` itself goes away.
+//!
+//! However `up` ends, its children end with it:
+//!
+//! - each child runs in a process group of its own, so the terminal's Ctrl-C (SIGINT) and hang-up
+//!   (SIGHUP) reach only `up`, which then stops them in order (agents, replicas, the primary);
+//! - each child carries Linux's parent-death signal ([`die_with_parent`]): if `up` is killed
+//!   (`kill -9`, an abort after a panic) the kernel sends the child SIGKILL. The kernel tracks the
+//!   *thread* that spawned a child, so children are spawned only from threads that live as long
+//!   as `up`: the thread running `block_on` and the runtime's worker threads, never the blocking
+//!   pool;
+//! - each child's pid and command line are recorded in the data directory
+//!   ([`Spec::record`]), so a later `up` finds leftovers even where the parent-death signal does
+//!   not exist ([`crate::leftovers`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use die_with_parent::DieWithParent as _;
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 /// How to start a process.
@@ -20,6 +35,40 @@ pub struct Spec {
     pub args: Vec<String>,
     /// Where its stdout and stderr go (appended).
     pub log: PathBuf,
+    /// Where its pid and command line are recorded while it runs (a [`Record`]).
+    pub record: PathBuf,
+}
+
+impl Spec {
+    /// The command line it runs with, as `/proc/PID/cmdline` shows it.
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.display().to_string())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+/// A running child as recorded in the data directory: enough for a later `up` to recognise it
+/// (the same pid *and* the same command line, so a recycled pid is never taken for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    pub argv: Vec<String>,
+}
+
+impl Record {
+    /// Reads a record file; `None` if it is missing or not a record.
+    pub fn load(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Whether the process still runs with the recorded command line.
+    pub fn is_running(&self) -> bool {
+        crate::procfs::is_running(self.pid)
+            && crate::procfs::cmdline(self.pid).as_ref() == Some(&self.argv)
+    }
 }
 
 /// A supervised process.
@@ -65,6 +114,7 @@ impl Supervised {
         match child.try_wait() {
             Ok(Some(status)) => {
                 self.child = None;
+                forget(&self.spec);
                 Some(status.to_string())
             }
             Ok(None) => None,
@@ -94,8 +144,14 @@ impl Supervised {
         }
         if tokio::time::timeout(grace, child.wait()).await.is_err() {
             tracing::warn!(process = %self.spec.name, "did not stop within {grace:?}; killing it");
+            // Its whole group: anything it started goes too. Not yet reaped, its pid (the
+            // group's id) cannot have been reused.
+            if let Some(pid) = child.id() {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
             let _ = child.kill().await;
         }
+        forget(&self.spec);
     }
 
     /// Waits up to `timeout` for the process to exit by itself (after `SHUTDOWN`, say).
@@ -106,6 +162,7 @@ impl Supervised {
             .ok()?
             .ok()?;
         self.child = None;
+        forget(&self.spec);
         Some(status)
     }
 }
@@ -115,20 +172,40 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
         .create(true)
         .append(true)
         .open(&spec.log)?;
-    Command::new(&spec.program)
+    let mut command = Command::new(&spec.program);
+    command
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        // Should `georep up` itself die, tokio kills the children it still holds.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot start {}: {e}", spec.program.display()),
-            )
-        })
+        // A group of its own: the terminal's SIGINT and SIGHUP go to `up` alone.
+        .process_group(0)
+        // Should `up` drop a child it still holds (an error path), tokio kills it.
+        .kill_on_drop(true);
+    // Should `up` itself die, the kernel kills the child.
+    command.as_std_mut().die_with_parent();
+    let child = command.spawn().map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot start {}: {e}", spec.program.display()),
+        )
+    })?;
+    if let Some(pid) = child.id() {
+        let record = Record {
+            pid: pid as i32,
+            argv: spec.argv(),
+        };
+        let json = serde_json::to_vec(&record).expect("a record serialises");
+        if let Err(e) = crate::layout::write_private(&spec.record, &json) {
+            tracing::warn!(process = %spec.name, error = %e, "cannot record the process's pid");
+        }
+    }
+    Ok(child)
+}
+
+/// Removes the record of a process that is known to have exited.
+fn forget(spec: &Spec) {
+    let _ = std::fs::remove_file(&spec.record);
 }
 
 /// Finds `program` on `PATH`.

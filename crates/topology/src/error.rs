@@ -106,6 +106,17 @@ impl Reporter<'_> {
                         locate(&root, &span, false),
                         format!("unknown field, {}", expected.replace('`', "")),
                     )
+                } else if message == "integer number overflowed" {
+                    // Past 128 bits: say which number and what the field allows.
+                    let field = locate(&root, &span, false);
+                    let written = self.text.get(span).unwrap_or_default().trim();
+                    let range = match field.as_str() {
+                        "local.base_port" => {
+                            format!(": {}", crate::base_port_range(regions(&root)))
+                        }
+                        _ => String::new(),
+                    };
+                    self.at(at, field, format!("{written} is out of range{range}"))
                 } else {
                     // Name types as TOML does, not as Rust does.
                     let message = message
@@ -115,6 +126,14 @@ impl Reporter<'_> {
                 }
             }
         }
+    }
+}
+
+/// How many `[[region]]` tables the document has.
+fn regions(root: &Spanned<DeTable<'_>>) -> usize {
+    match root.get_ref().get("region").map(|v| v.get_ref()) {
+        Some(DeValue::Array(items)) => items.len(),
+        _ => 0,
     }
 }
 

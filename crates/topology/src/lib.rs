@@ -268,6 +268,18 @@ fn key_file(raw: &Spanned<String>, rep: &Reporter<'_>) -> Result<PathBuf, Topolo
 }
 
 /// `value`, unless it is zero.
+/// The allowed `base_port`s for `regions` regions, in words.
+pub(crate) fn base_port_range(regions: usize) -> String {
+    let regions = regions.max(2);
+    let block = LOCAL_PORT_BLOCK as usize * regions;
+    format!(
+        "base_port must be between {MIN_BASE_PORT} and {max} for {regions} regions (ports \
+         below {MIN_BASE_PORT} need privileges; the port map takes {block} ports from base_port, \
+         and the last port is 65535)",
+        max = ports::max_base_port(regions),
+    )
+}
+
 fn nonzero<T: Default + PartialEq>(written: &str, value: T) -> Result<T, String> {
     if value == T::default() {
         Err(format!("{written:?} must be greater than zero"))
@@ -329,24 +341,21 @@ fn local(
     let mut out = LocalSettings::default();
     let Some(raw) = raw else { return Ok(out) };
     if let Some(port) = &raw.base_port {
-        let p = *port.get_ref();
-        let n = regions.len();
-        let max = ports::max_base_port(n);
-        let why = if p < i64::from(MIN_BASE_PORT) {
-            format!("{p} is below {MIN_BASE_PORT} (lower ports need privileges)")
-        } else if p > i64::from(max) {
-            format!(
-                "{p} is too high for {n} regions: the port map uses base_port to \
-                 base_port + {} - 1, which must stay below 65536 (at most {max})",
-                LOCAL_PORT_BLOCK as usize * n
-            )
-        } else {
-            String::new()
-        };
-        if !why.is_empty() {
+        let p = port.get_ref().0;
+        let max = ports::max_base_port(regions.len());
+        let Some(p) = u16::try_from(p)
+            .ok()
+            .filter(|p| (MIN_BASE_PORT..).contains(p) && u32::from(*p) <= max)
+        else {
+            // As written (the text, not the number: a value past 128 bits has none).
+            let written = rep.text[port.span()].trim();
+            let why = format!(
+                "{written} is out of range: {}",
+                base_port_range(regions.len())
+            );
             return Err(rep.spanned(port, "local.base_port", why));
-        }
-        out.base_port = u16::try_from(p).expect("checked against the port range");
+        };
+        out.base_port = p;
     }
     if let Some(dir) = raw.data_dir {
         if dir.get_ref().is_empty() {

@@ -8,6 +8,37 @@ use toml::Spanned;
 /// A list of strings, each with its span, and the list's own span.
 pub(crate) type Strings = Spanned<Vec<Spanned<String>>>;
 
+/// An integer of any size TOML can write (up to 128 bits), so that a range check reports the
+/// value and the allowed range instead of a type error ("invalid type: integer … as i128").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Integer(pub(crate) i128);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Integer, E> {
+                Ok(Integer(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Integer, E> {
+                Ok(Integer(v.into()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Integer, E> {
+                Ok(Integer(v))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Integer, E> {
+                // Beyond i128, every range check fails alike.
+                Ok(Integer(i128::try_from(v).unwrap_or(i128::MAX)))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a topology document")]
 pub(crate) struct RawTopology {
@@ -38,7 +69,7 @@ pub(crate) struct RawRegion {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [local] table")]
 pub(crate) struct RawLocal {
-    pub(crate) base_port: Option<Spanned<i64>>,
+    pub(crate) base_port: Option<Spanned<Integer>>,
     pub(crate) data_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) link: Vec<Spanned<RawLink>>,

@@ -17,9 +17,12 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let nanos = scaled(s, UNITS, 1).map_err(|why| {
         format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
     })?;
-    u64::try_from(nanos)
-        .map(Duration::from_nanos)
-        .map_err(|_| format!("invalid duration {s:?}: too large"))
+    u64::try_from(nanos).map(Duration::from_nanos).map_err(|_| {
+        format!(
+            "invalid duration {s:?}: too large (at most {}s)",
+            u64::MAX / 1_000_000_000
+        )
+    })
 }
 
 /// Parses a byte rate: `"1MB/s"` (units B/s, KB/s, MB/s, GB/s), in bytes per second.
@@ -33,7 +36,12 @@ pub(crate) fn byte_rate(s: &str) -> Result<u64, String> {
     let v = scaled(s, UNITS, 1).map_err(|why| {
         format!("invalid rate {s:?}: {why} (expected a number followed by B/s, KB/s, MB/s or GB/s, e.g. \"1MB/s\")")
     })?;
-    u64::try_from(v).map_err(|_| format!("invalid rate {s:?}: too large"))
+    u64::try_from(v).map_err(|_| {
+        format!(
+            "invalid rate {s:?}: too large (at most {}GB/s)",
+            u64::MAX / 1_000_000_000
+        )
+    })
 }
 
 /// Parses a bit rate: `"100Mbit/s"` (units Kbit/s, Mbit/s, Gbit/s), in **bytes** per second.
@@ -46,7 +54,11 @@ pub(crate) fn bandwidth(s: &str) -> Result<u64, String> {
     let v = scaled(s, UNITS, 8).map_err(|why| {
         format!("invalid bandwidth {s:?}: {why} (expected a number followed by Kbit/s, Mbit/s or Gbit/s, e.g. \"100Mbit/s\")")
     })?;
-    u64::try_from(v).map_err(|_| format!("invalid bandwidth {s:?}: too large"))
+    u64::try_from(v).map_err(|_| {
+        // Stored in bytes per second: eight times that many bits.
+        let max_gbit = u128::from(u64::MAX) * 8 / 1_000_000_000;
+        format!("invalid bandwidth {s:?}: too large (at most {max_gbit}Gbit/s)")
+    })
 }
 
 /// Checks a Redis memory size as `redis.conf` accepts it: digits, then optionally one of
@@ -63,8 +75,28 @@ pub(crate) fn redis_memory(s: &str) -> Result<(), String> {
             "invalid memory size {s:?} (expected digits and an optional kb, mb or gb, e.g. \"512mb\")"
         ));
     }
-    if s[..digits].parse::<u64>().is_err() {
-        return Err(format!("invalid memory size {s:?}: too large"));
+    // Redis's own multipliers: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
+    let scale: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        _ => 1 << 30,
+    };
+    let bytes = s[..digits]
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale));
+    if bytes.is_none() {
+        let max = match scale {
+            1 => format!("{} bytes", u64::MAX),
+            _ => format!("{}{unit}", u64::MAX / scale),
+        };
+        return Err(format!(
+            "invalid memory size {s:?}: too large (at most {max})"
+        ));
     }
     Ok(())
 }
@@ -118,8 +150,13 @@ fn scaled(s: &str, units: &[(&str, u128)], divisor: u128) -> Result<u128, &'stat
         } else {
             "unknown unit"
         })?;
-    if int.len() > 20 || frac.len() > 9 {
-        return Err("too many digits");
+    if frac.len() > 9 {
+        return Err("too many decimal places (at most 9)");
+    }
+    if int.trim_start_matches('0').len() > 20 {
+        // Larger than any quantity the callers accept: they report it as too large, with
+        // their limit.
+        return Ok(u128::MAX);
     }
     // Digits only from here: parse cannot fail except on overflow, ruled out by the lengths.
     let int: u128 = int.parse().map_err(|_| "malformed number")?;
@@ -162,9 +199,25 @@ mod tests {
             let e = duration(bad).unwrap_err();
             assert!(e.starts_with("invalid duration"), "{bad}: {e}");
         }
-        assert!(duration("99999999999999999999s")
+        assert_eq!(
+            duration("99999999999999999999s").unwrap_err(),
+            "invalid duration \"99999999999999999999s\": too large (at most 18446744073s)"
+        );
+        // Far beyond any integer type: the same message, not a parse failure.
+        let huge = format!("{}ms", "9".repeat(60));
+        assert!(
+            duration(&huge)
+                .unwrap_err()
+                .ends_with("too large (at most 18446744073s)"),
+            "{huge}"
+        );
+        assert_eq!(
+            duration("18446744073s"),
+            Ok(Duration::from_secs(18_446_744_073))
+        );
+        assert!(duration("1.0000000001s")
             .unwrap_err()
-            .contains("too large"));
+            .contains("too many decimal places (at most 9)"));
     }
 
     #[test]
@@ -176,6 +229,10 @@ mod tests {
         for bad in ["1MB", "1mb/s", "1Mbit/s", "1 MiB/s", "fast"] {
             assert!(byte_rate(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            byte_rate("99999999999GB/s").unwrap_err(),
+            "invalid rate \"99999999999GB/s\": too large (at most 18446744073GB/s)"
+        );
     }
 
     #[test]
@@ -189,6 +246,10 @@ mod tests {
         for bad in ["100MB/s", "100mbit/s", "100Mbps", "100"] {
             assert!(bandwidth(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            bandwidth("999999999999Gbit/s").unwrap_err(),
+            "invalid bandwidth \"999999999999Gbit/s\": too large (at most 147573952589Gbit/s)"
+        );
     }
 
     #[test]
@@ -207,6 +268,16 @@ mod tests {
         ] {
             assert!(redis_memory(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            redis_memory("99999999999999999999999").unwrap_err(),
+            "invalid memory size \"99999999999999999999999\": too large \
+             (at most 18446744073709551615 bytes)"
+        );
+        assert_eq!(
+            redis_memory("20000000000gb").unwrap_err(),
+            "invalid memory size \"20000000000gb\": too large (at most 17179869183gb)"
+        );
+        assert_eq!(redis_memory("17179869183gb"), Ok(()));
     }
 
     #[test]

@@ -210,16 +210,66 @@ fn base_port_limit_depends_on_the_region_count() {
     assert!(parse(&with_base(2, 65336)).is_ok());
     let e = parse(&with_base(2, 65337)).unwrap_err();
     assert!(
-        e.to_string()
-            .contains("local.base_port: 65337 is too high for 2 regions"),
+        e.to_string().contains(
+            "local.base_port: 65337 is out of range: base_port must be between 1024 and 65336 \
+             for 2 regions"
+        ),
         "{e}"
     );
-    assert!(e.to_string().contains("at most 65336"), "{e}");
-    assert!(parse(&with_base(3, 65336)).is_err());
+    let e = parse(&with_base(3, 65336)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("between 1024 and 65236 for 3 regions"),
+        "{e}"
+    );
     assert!(parse(&with_base(3, 65236)).is_ok());
     assert!(parse(&with_base(2, 1023)).is_err());
     assert!(parse(&with_base(2, -1)).is_err());
     assert!(parse(&with_base(2, 1i64 << 40)).is_err());
+}
+
+/// Numbers too large for their field say so, with the field, the number as written and what the
+/// field allows; never a type error such as "invalid type: integer … as i128".
+#[test]
+fn out_of_range_numbers_name_field_value_and_range() {
+    let with_base = |port: &str| format!("{}[local]\nbase_port = {port}\n", regions(2));
+    let range = "is out of range: base_port must be between 1024 and 65336 for 2 regions \
+                 (ports below 1024 need privileges; the port map takes 200 ports from \
+                 base_port, and the last port is 65535)";
+    for written in [
+        "99999999999999999999",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "170141183460469231731687303715884105728",
+        "999999999999999999999999999999999999999999999999",
+        "0xFFFFFFFFFFFFFFFFFFFF",
+        "-1",
+        "0",
+        "65536",
+    ] {
+        let e = parse(&with_base(written)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("t.toml:10:13: local.base_port: {written} {range}"),
+        );
+        assert!(!e.message.contains("invalid type"), "{e}");
+    }
+    // A value of the wrong kind is still a type error, in TOML's words.
+    let e = parse(&with_base("17000.5")).unwrap_err();
+    assert!(e.message.contains("expected an integer"), "{e}");
+
+    let link = |latency: &str| {
+        format!(
+            "{}[[local.link]]\nbetween = [\"r0\", \"r1\"]\nlatency = \"{latency}\"\n",
+            regions(2)
+        )
+    };
+    let e = parse(&link(&format!("{}s", "9".repeat(30)))).unwrap_err();
+    assert_eq!(e.field, "local.link[0].latency");
+    assert!(
+        e.message.ends_with("too large (at most 18446744073s)"),
+        "{e}"
+    );
 }
 
 #[test]
