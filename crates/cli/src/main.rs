@@ -7,6 +7,7 @@ mod exit;
 mod failover_cmd;
 mod link_cmd;
 mod promote_cmd;
+mod relay_cmd;
 mod render_cmd;
 mod signal;
 mod status_cmd;
@@ -55,6 +56,8 @@ enum Command {
     Render(render_cmd::RenderArgs),
     /// Write Redis's ACL file (SHA-256 hashes only) from a credentials directory.
     AclFile(acl_cmd::AclFileArgs),
+    /// Run a disk-backed replication relay: replica of its upstream, master to its replicas.
+    Relay(Box<relay_cmd::RelayArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Promote(args) => promote_cmd::main(args),
         Command::Render(args) => render_cmd::main(args),
         Command::AclFile(args) => acl_cmd::main(args),
+        Command::Relay(args) => relay_cmd::main(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
