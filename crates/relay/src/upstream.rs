@@ -141,6 +141,8 @@ pub struct Replica {
     outgoing: Vec<u8>,
     offset: u64,
     scanner: Scanner,
+    /// Stream bytes of a command not complete yet.
+    partial: Vec<u8>,
 }
 
 impl Replica {
@@ -154,6 +156,7 @@ impl Replica {
             outgoing: Vec::new(),
             offset: resume.map_or(0, |r| r.offset),
             scanner: Scanner::default(),
+            partial: Vec::new(),
         };
         me.send(&[b"PING"]);
         me
@@ -248,25 +251,35 @@ impl Replica {
         Ok(())
     }
 
+    /// Passes on whole commands only, so that every stored record, and so every offset the
+    /// relay may resume or cut at, is a command boundary; the partial rest waits for more.
     fn stream(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), UpstreamError> {
         if bytes.is_empty() {
             return Ok(());
         }
         let first = self.offset + 1;
+        let base = self.partial.len() as u64;
         let mut acks = Vec::new();
+        let mut last_end = None;
         for command in self.scanner.feed(bytes)? {
             if command.is_getack() {
                 // Redis answers with the offset before the GETACK itself.
-                let before = first + command.end as u64
-                    - command.small.as_ref().map_or(0, Vec::len) as u64
-                    - 1;
-                acks.push(before);
+                let len = command.small.as_ref().map_or(0, Vec::len) as u64;
+                acks.push(first + base + command.end as u64 - len - 1);
             }
+            last_end = Some(command.end);
         }
-        self.offset += bytes.len() as u64;
+        let Some(end) = last_end else {
+            self.partial.extend_from_slice(bytes);
+            return Ok(());
+        };
+        let mut whole = std::mem::take(&mut self.partial);
+        whole.extend_from_slice(&bytes[..end]);
+        self.partial.extend_from_slice(&bytes[end..]);
+        self.offset += whole.len() as u64;
         events.push(Event::Stream {
             offset: first,
-            bytes: bytes.to_vec(),
+            bytes: whole,
         });
         for offset in acks {
             let offset = offset.to_string();

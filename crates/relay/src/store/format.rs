@@ -13,8 +13,8 @@ pub const SEGMENT_HEADER_LEN: usize = 8 + 40 + 8 + 8 + 4;
 pub const RECORD_HEADER_LEN: usize = 8;
 /// magic 8 | replid 40 | offset 8 | payload length 8 | payload CRC-32C 4 | CRC-32C of the rest 4
 pub(crate) const RDB_HEADER_LEN: usize = 8 + 40 + 8 + 8 + 4 + 4;
-/// Longest record payload; longer appends are split.
-pub(crate) const MAX_RECORD: usize = 1024 * 1024;
+/// Longest record payload: one append, at most a few commands of Redis's 512 MiB maximum.
+pub(crate) const MAX_RECORD: usize = 1 << 30;
 
 pub(crate) fn segment_header(replid: &ReplId, start: u64, created: SystemTime) -> Vec<u8> {
     let ms = created

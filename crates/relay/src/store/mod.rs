@@ -276,6 +276,11 @@ impl Store {
                 }
             }
         }
+        if replid == Some(current) && offset > end + 1 {
+            // The replica is ahead of us (we were cut back after corruption, or restarted
+            // behind): it is our own history, so it should wait for us rather than full-sync.
+            return Decision::NotReady;
+        }
         match &self.rdb {
             Some(rdb) if rdb.offset + 1 >= first => Decision::Full {
                 replid: current,
@@ -374,28 +379,27 @@ impl Store {
                 got: offset,
             });
         }
-        let mut at = 0;
-        while at < bytes.len() {
-            if self
-                .segments
-                .last()
-                .is_some_and(|s| s.file_len >= self.segment_size)
-            {
-                self.sync()?;
-                let next = self.segments.last().map_or(offset, |s| s.end + 1);
-                self.start_segment(replid, next)?;
-            }
-            let room = (self
-                .segment_size
-                .saturating_sub(self.segments.last().map_or(0, |s| s.file_len))
-                as usize)
-                .max(1024)
-                .min(format::MAX_RECORD);
-            let take = room.min(bytes.len() - at);
-            self.append_record(&bytes[at..at + take])?;
-            at += take;
+        if bytes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        if bytes.len() > format::MAX_RECORD {
+            return Err(StoreError::Corrupt {
+                path: self.dir.clone(),
+                offset,
+                why: "append larger than a record may be",
+            });
+        }
+        // One append is one record, never split: records end at command boundaries, which is
+        // where a cut after corruption (and a resume) may then safely happen.
+        if self
+            .segments
+            .last()
+            .is_some_and(|s| s.file_len >= self.segment_size)
+        {
+            self.sync()?;
+            self.start_segment(replid, offset)?;
+        }
+        self.append_record(bytes)
     }
 
     fn append_record(&mut self, payload: &[u8]) -> Result<(), StoreError> {

@@ -144,9 +144,10 @@ fn psync_decisions_follow_redis_psync2_rules() {
         matches!(s.decide(Some(id(A)), 1_102), Decision::Full { .. }),
         "old ID past the switch"
     );
-    assert!(
-        matches!(s.decide(Some(id(B)), 1_502), Decision::Full { .. }),
-        "ahead of us"
+    assert_eq!(
+        s.decide(Some(id(B)), 1_502),
+        Decision::NotReady,
+        "ahead of us: it waits, no full sync"
     );
     assert!(
         matches!(s.decide(Some(id(B)), 50), Decision::Full { .. }),
