@@ -66,7 +66,9 @@ impl RelayArgs {
     fn resolve(self) -> anyhow::Result<(Config, Option<SocketAddr>)> {
         let upstream_auth = match &self.upstream_password_file {
             Some(f) => Some((
-                self.upstream_user.clone().unwrap_or_else(|| "default".to_owned()),
+                self.upstream_user
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
                 read_password(f)?,
             )),
             None => None,

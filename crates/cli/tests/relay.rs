@@ -26,8 +26,22 @@ fn redis(addr: SocketAddr, dir: &Path, extra: &[&str]) -> Proc {
     let port = addr.port().to_string();
     let dir = dir.display().to_string();
     let mut args = vec![
-        "--port", &port, "--bind", "127.0.0.1", "--dir", &dir, "--save", "", "--appendonly", "no",
-        "--requirepass", PASSWORD, "--enable-debug-command", "yes", "--repl-backlog-size", "1mb",
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        &dir,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        PASSWORD,
+        "--enable-debug-command",
+        "yes",
+        "--repl-backlog-size",
+        "1mb",
     ];
     args.extend_from_slice(extra);
     Proc::spawn("redis-server", &args)
@@ -38,41 +52,80 @@ struct RelayProc {
     metrics: SocketAddr,
 }
 
-fn relay(upstream: SocketAddr, listen: SocketAddr, dir: &Path, secrets: &Path, extra: &[&str]) -> RelayProc {
+fn relay(
+    upstream: SocketAddr,
+    listen: SocketAddr,
+    dir: &Path,
+    secrets: &Path,
+    extra: &[&str],
+) -> RelayProc {
     let metrics = free_addr();
     let pw = secrets.join("password");
-    let (upstream, listen, metrics_s) = (upstream.to_string(), listen.to_string(), metrics.to_string());
+    let (upstream, listen, metrics_s) = (
+        upstream.to_string(),
+        listen.to_string(),
+        metrics.to_string(),
+    );
     let (pw, dir) = (pw.display().to_string(), dir.display().to_string());
     let mut args = vec![
-        "relay", "--upstream", &upstream, "--upstream-user", "default", "--upstream-password-file", &pw,
-        "--listen", &listen, "--password-file", &pw, "--dir", &dir, "--metrics", &metrics_s,
-        "--segment-size", "1MiB",
+        "relay",
+        "--upstream",
+        &upstream,
+        "--upstream-user",
+        "default",
+        "--upstream-password-file",
+        &pw,
+        "--listen",
+        &listen,
+        "--password-file",
+        &pw,
+        "--dir",
+        &dir,
+        "--metrics",
+        &metrics_s,
+        "--segment-size",
+        "1MiB",
     ];
     args.extend_from_slice(extra);
-    RelayProc { proc: Proc::spawn(GEOREP, &args), metrics }
+    RelayProc {
+        proc: Proc::spawn(GEOREP, &args),
+        metrics,
+    }
 }
 
 async fn conn(addr: SocketAddr) -> Conn {
     eventually(&format!("redis at {addr}"), || async move {
-        Conn::connect(addr, Some(&creds()), Duration::from_secs(5)).await.ok()
+        Conn::connect(addr, Some(&creds()), Duration::from_secs(5))
+            .await
+            .ok()
     })
     .await
 }
 
 async fn info(addr: SocketAddr, field: &str) -> Option<String> {
-    let mut c = Conn::connect(addr, Some(&creds()), Duration::from_secs(5)).await.ok()?;
+    let mut c = Conn::connect(addr, Some(&creds()), Duration::from_secs(5))
+        .await
+        .ok()?;
     let info = c.info(&["replication", "stats"]).await.ok()?;
     info.get(field).map(str::to_owned)
 }
 
 async fn digest(addr: SocketAddr) -> String {
-    conn(addr).await.cmd(&["DEBUG", "DIGEST"]).await.unwrap().text().unwrap()
+    conn(addr)
+        .await
+        .cmd(&["DEBUG", "DIGEST"])
+        .await
+        .unwrap()
+        .text()
+        .unwrap()
 }
 
 /// Reads one series from a relay's /metrics (0 when absent).
 async fn metric(addr: SocketAddr, series: &str) -> f64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = TcpStream::connect(addr).await else { return -1.0 };
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return -1.0;
+    };
     let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await;
     let mut body = String::new();
     let _ = s.read_to_string(&mut body).await;
@@ -90,8 +143,15 @@ async fn caught_up(primary: SocketAddr, replica: SocketAddr) {
         (p == r && info(replica, "master_link_status").await? == "up").then_some(())
     })
     .await;
-    assert_eq!(digest(primary).await, digest(replica).await, "datasets equal");
-    assert_eq!(info(primary, "master_replid").await, info(replica, "master_replid").await);
+    assert_eq!(
+        digest(primary).await,
+        digest(replica).await,
+        "datasets equal"
+    );
+    assert_eq!(
+        info(primary, "master_replid").await,
+        info(replica, "master_replid").await
+    );
 }
 
 async fn write_bytes(primary: SocketAddr, total: usize, seed: u64) {
@@ -99,7 +159,9 @@ async fn write_bytes(primary: SocketAddr, total: usize, seed: u64) {
     let value = 8 * 1024;
     for i in 0..total / value {
         let v = testkit::payload(value, seed + i as u64);
-        c.cmd(&[b"SET".as_slice(), format!("k{seed}:{i}").as_bytes(), &v]).await.unwrap();
+        c.cmd(&[b"SET".as_slice(), format!("k{seed}:{i}").as_bytes(), &v])
+            .await
+            .unwrap();
     }
 }
 
@@ -129,7 +191,9 @@ impl Link {
                 }
                 let c = c.clone();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else { return };
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let pump = tokio::io::copy_bidirectional(&mut client, &mut server);
                     let watch = async {
                         while !c.load(Ordering::SeqCst) {
@@ -162,7 +226,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 async fn relays_carry_a_replica_through_a_long_cut_a_kill_and_a_corrupt_segment() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("password"), format!("{PASSWORD}\n")).unwrap();
-    let dirs: Vec<PathBuf> = ["p", "a", "b", "r"].iter().map(|d| tmp.path().join(d)).collect();
+    let dirs: Vec<PathBuf> = ["p", "a", "b", "r"]
+        .iter()
+        .map(|d| tmp.path().join(d))
+        .collect();
     for d in &dirs {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -176,20 +243,52 @@ async fn relays_carry_a_replica_through_a_long_cut_a_kill_and_a_corrupt_segment(
     let mut relay_b = relay(link.addr, b_addr, &dirs[2], tmp.path(), &[]);
     wait_listening(b_addr).await;
     let b_port = b_addr.port().to_string();
-    let _replica = redis(r_addr, &dirs[3], &["--replicaof", "127.0.0.1", &b_port, "--masterauth", PASSWORD, "--masteruser", "default"]);
+    let _replica = redis(
+        r_addr,
+        &dirs[3],
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &b_port,
+            "--masterauth",
+            PASSWORD,
+            "--masteruser",
+            "default",
+        ],
+    );
 
     // 1. Through two relays the replica is a byte-exact copy: same replid, offset, digest.
     let t = Instant::now();
     caught_up(p_addr, r_addr).await;
     eprintln!("initial sync through two relays: {:?}", t.elapsed());
     let full_on_primary = info(p_addr, "sync_full").await.unwrap();
-    assert_eq!(full_on_primary, "1", "only relay A ever full-syncs from the primary");
-    assert_eq!(metric(relay_b.metrics, "georep_relay_syncs_served_total{kind=\"full\"}").await, 1.0);
+    assert_eq!(
+        full_on_primary, "1",
+        "only relay A ever full-syncs from the primary"
+    );
+    assert_eq!(
+        metric(
+            relay_b.metrics,
+            "georep_relay_syncs_served_total{kind=\"full\"}"
+        )
+        .await,
+        1.0
+    );
 
     // 2. The replica reconnecting to its relay gets +CONTINUE.
-    conn(r_addr).await.cmd(&["CLIENT", "KILL", "TYPE", "master"]).await.unwrap();
+    conn(r_addr)
+        .await
+        .cmd(&["CLIENT", "KILL", "TYPE", "master"])
+        .await
+        .unwrap();
     eventually("partial resync served by relay B", || async {
-        (metric(relay_b.metrics, "georep_relay_syncs_served_total{kind=\"partial\"}").await >= 1.0).then_some(())
+        (metric(
+            relay_b.metrics,
+            "georep_relay_syncs_served_total{kind=\"partial\"}",
+        )
+        .await
+            >= 1.0)
+            .then_some(())
     })
     .await;
 
@@ -202,10 +301,32 @@ async fn relays_carry_a_replica_through_a_long_cut_a_kill_and_a_corrupt_segment(
     let t = Instant::now();
     caught_up(p_addr, r_addr).await;
     eprintln!("caught up after the cut in {:?}", t.elapsed());
-    assert_eq!(info(p_addr, "sync_full").await.unwrap(), full_on_primary, "no new full sync on the primary");
-    assert_eq!(metric(relay_a.metrics, "georep_relay_syncs_served_total{kind=\"full\"}").await, 1.0, "relay A served B one full sync, at the start");
-    assert_eq!(metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await, 1.0);
-    assert_eq!(metric(relay_b.metrics, "georep_relay_syncs_served_total{kind=\"full\"}").await, 1.0);
+    assert_eq!(
+        info(p_addr, "sync_full").await.unwrap(),
+        full_on_primary,
+        "no new full sync on the primary"
+    );
+    assert_eq!(
+        metric(
+            relay_a.metrics,
+            "georep_relay_syncs_served_total{kind=\"full\"}"
+        )
+        .await,
+        1.0,
+        "relay A served B one full sync, at the start"
+    );
+    assert_eq!(
+        metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            relay_b.metrics,
+            "georep_relay_syncs_served_total{kind=\"full\"}"
+        )
+        .await,
+        1.0
+    );
 
     // 4. kill -9 relay B while the primary is writing, restart it on the same directory.
     let writer = tokio::spawn(write_bytes(p_addr, 2 << 20, 3));
@@ -217,7 +338,11 @@ async fn relays_carry_a_replica_through_a_long_cut_a_kill_and_a_corrupt_segment(
     let t = Instant::now();
     caught_up(p_addr, r_addr).await;
     eprintln!("caught up after kill -9 of relay B in {:?}", t.elapsed());
-    assert_eq!(metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await, 0.0, "resumed from disk");
+    assert_eq!(
+        metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await,
+        0.0,
+        "resumed from disk"
+    );
     assert_eq!(info(p_addr, "sync_full").await.unwrap(), full_on_primary);
 
     // 5. Corrupt one byte in a middle segment of relay B: detected, cut, refetched from A.
@@ -234,10 +359,21 @@ async fn relays_carry_a_replica_through_a_long_cut_a_kill_and_a_corrupt_segment(
     relay_b = relay(link.addr, b_addr, &dirs[2], tmp.path(), &[]);
     caught_up(p_addr, r_addr).await;
     assert!(metric(relay_b.metrics, "georep_relay_corrupt_total").await >= 1.0);
-    assert!(relay_b.proc.stderr().contains("corrupt segment"), "logged: {}", relay_b.proc.stderr());
-    assert_eq!(metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await, 0.0, "healed by a partial resync from relay A");
+    assert!(
+        relay_b.proc.stderr().contains("corrupt segment"),
+        "logged: {}",
+        relay_b.proc.stderr()
+    );
+    assert_eq!(
+        metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await,
+        0.0,
+        "healed by a partial resync from relay A"
+    );
     assert_eq!(info(p_addr, "sync_full").await.unwrap(), full_on_primary);
-    assert!(!relay_b.proc.stderr().contains(PASSWORD), "no password in logs");
+    assert!(
+        !relay_b.proc.stderr().contains(PASSWORD),
+        "no password in logs"
+    );
     drop(relay_a);
 }
 
@@ -262,8 +398,17 @@ async fn retention_deletes_old_segments_and_moves_the_horizon() {
         (h > first).then_some(h)
     })
     .await;
-    let on_disk: u64 = segments(&a_dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
-    assert!(on_disk <= 4 << 20, "at most the retention plus the segment being written: {on_disk}");
+    let on_disk: u64 = segments(&a_dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= 4 << 20,
+        "at most the retention plus the segment being written: {on_disk}"
+    );
     let offset = metric(relay_a.metrics, "georep_relay_upstream_offset").await;
-    assert!(horizon > offset - (4 << 20) as f64, "horizon {horizon} within ~4 MiB of {offset}");
+    assert!(
+        horizon > offset - (4 << 20) as f64,
+        "horizon {horizon} within ~4 MiB of {offset}"
+    );
 }
