@@ -7,6 +7,7 @@ mod exit;
 mod failover_cmd;
 mod link_cmd;
 mod promote_cmd;
+mod relay_cmd;
 mod render_cmd;
 mod secrets_cmd;
 mod signal;
@@ -58,6 +59,8 @@ enum Command {
     AclFile(acl_cmd::AclFileArgs),
     /// Create the secret files of a Kubernetes tree: `georep secrets init DIR/secrets`.
     Secrets(secrets_cmd::SecretsArgs),
+    /// Run a disk-backed replication relay: replica of its upstream, master to its replicas.
+    Relay(Box<relay_cmd::RelayArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Render(args) => render_cmd::main(args),
         Command::AclFile(args) => acl_cmd::main(args),
         Command::Secrets(args) => secrets_cmd::main(args),
+        Command::Relay(args) => relay_cmd::main(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,563 @@
+//! The tokio driver: one task for the upstream link, one per downstream, one for housekeeping.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::downstream::{Credential, Master, Request};
+use crate::metrics::RelayMetrics;
+use crate::retention::Retention;
+use crate::store::{self, Decision, RdbReader, Store, StoreError};
+use crate::upstream::{Event, Replica, Resume, Settings, UpstreamError};
+
+/// Like Redis's `repl-timeout`: a link silent for this long is dropped.
+const LINK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest chunk read from the store and written to a downstream at once.
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// Everything a relay needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The upstream: a Redis primary (or replica) or another relay, `host:port`.
+    pub upstream: String,
+    /// `AUTH user password` for the upstream.
+    pub upstream_auth: Option<(String, String)>,
+    /// Where downstreams connect.
+    pub listen: SocketAddr,
+    /// What downstreams must `AUTH` with.
+    pub credential: Option<Credential>,
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// How much stream to keep.
+    pub retention: Retention,
+    /// Size at which a segment is closed and a new one started.
+    pub segment_size: u64,
+}
+
+/// Why a relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listening address.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The end of the stream held, and a counter bumped whenever the history changes under the
+/// downstreams (a new RDB, a new replication ID, a cut after corruption): they are then
+/// disconnected, as Redis disconnects its replicas, and come back with a fresh `PSYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Tip {
+    end: u64,
+    generation: u64,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    tip: watch::Sender<Tip>,
+    metrics: RelayMetrics,
+    config: Config,
+    /// A stream offset found corrupt while serving: the upstream task cuts the store there.
+    corrupt_at: Mutex<Option<u64>>,
+}
+
+impl Shared {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves a consistent store: every update is one step.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, store: &Store, new_history: bool) {
+        let end = store.tip().map_or(0, |(_, e)| e);
+        self.tip.send_modify(|t| {
+            t.end = end;
+            if new_history {
+                t.generation += 1;
+            }
+        });
+        self.metrics.upstream_offset.set(end as i64);
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("upstream", &self.shared.config.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Opens the store (recovering it) and binds the listener.
+    pub async fn bind(config: Config, metrics: RelayMetrics) -> Result<Self, StartError> {
+        let (store, recovery) = Store::open(&config.dir, config.segment_size)?;
+        metrics.corrupt.inc_by(recovery.corrupt);
+        tracing::info!(
+            dir = %config.dir.display(),
+            tip = ?store.tip().map(|(id, o)| format!("{id}:{o}")),
+            rdb_offset = store.rdb().map(|r| r.offset),
+            corrupt = recovery.corrupt,
+            trimmed_bytes = recovery.trimmed_bytes,
+            dropped_segments = recovery.dropped_segments,
+            "relay store opened"
+        );
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let (tip, _) = watch::channel(Tip::default());
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            tip,
+            metrics,
+            config,
+            corrupt_at: Mutex::new(None),
+        });
+        shared.publish(&shared.store(), false);
+        Ok(Self { shared, listener })
+    }
+
+    /// Where downstreams connect.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let Self { shared, listener } = self;
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        let upstream = tokio::spawn(upstream_loop(shared.clone(), port, shutdown.clone()));
+        let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            let _ = sock.set_nodelay(true);
+                            if let Err(e) = serve_downstream(&shared, sock, peer).await {
+                                tracing::info!(%peer, error = %e, "downstream disconnected");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        upstream.abort();
+        housekeeping.abort();
+        let _ = shared.store().sync();
+    }
+}
+
+/// Retention and the horizon metrics, once a second.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let store = &mut shared.store();
+        let deleted = store.enforce(shared.config.retention, SystemTime::now());
+        if deleted > 0 {
+            tracing::info!(deleted, oldest = ?store.oldest().map(|(o, _)| o), "retention deleted old segments");
+        }
+        let m = &shared.metrics;
+        m.disk_bytes.set(store.disk_bytes() as i64);
+        if let Some((offset, created)) = store.oldest() {
+            m.oldest_offset.set(offset as i64);
+            let age = SystemTime::now()
+                .duration_since(created)
+                .unwrap_or_default();
+            m.oldest_age_seconds.set(age.as_secs() as i64);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("upstream {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("upstream {0} closed the connection")]
+    Closed(String),
+    #[error("upstream {0} silent for {1:?}")]
+    Timeout(String, Duration),
+    #[error(transparent)]
+    Protocol(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt bytes found at offset {0} while serving: refetching from the upstream")]
+    Heal(u64),
+}
+
+async fn upstream_loop(shared: Arc<Shared>, listening_port: u16, shutdown: watch::Receiver<bool>) {
+    let settings = Settings {
+        auth: shared.config.upstream_auth.clone(),
+        listening_port,
+    };
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        heal(&shared);
+        let started = Instant::now();
+        let result = link(&shared, &settings).await;
+        shared.metrics.upstream_connected.set(0);
+        shared.store().abort_rdb();
+        if let Err(e) = result {
+            match &e {
+                LinkError::Store(s) => {
+                    shared.metrics.disk_errors.inc();
+                    if s.is_disk_full() {
+                        tracing::error!(error = %e, "disk full: replication paused, nothing partial kept; retrying");
+                    } else {
+                        tracing::error!(error = %e, "store error: replication paused; retrying");
+                    }
+                }
+                LinkError::Heal(_) => tracing::warn!(error = %e, "healing"),
+                _ => {
+                    tracing::warn!(upstream = %shared.config.upstream, error = %e, "upstream link down; reconnecting")
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Cuts the store before bytes found corrupt while serving, so they are fetched again.
+fn heal(shared: &Shared) {
+    let Some(offset) = shared
+        .corrupt_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let store = &mut shared.store();
+    match store.truncate_after(offset.saturating_sub(1)) {
+        Ok(end) => tracing::warn!(
+            cut_after = end,
+            "store cut before corrupt bytes; asking the upstream again from there"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot cut the store before corrupt bytes"),
+    }
+    shared.publish(store, true);
+}
+
+async fn link(shared: &Shared, settings: &Settings) -> Result<(), LinkError> {
+    let addr = shared.config.upstream.clone();
+    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await;
+    let mut sock = match connect {
+        Err(_) => return Err(LinkError::Timeout(addr, Duration::from_secs(5))),
+        Ok(r) => r.map_err(|e| LinkError::Io(addr.clone(), e))?,
+    };
+    let _ = sock.set_nodelay(true);
+    let resume = shared
+        .store()
+        .tip()
+        .map(|(replid, offset)| Resume { replid, offset });
+    tracing::info!(upstream = %addr, resume = ?resume.map(|r| format!("{}:{}", r.replid, r.offset)), "connecting to upstream");
+    let mut replica = Replica::new(settings.clone(), resume);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_rx = Instant::now();
+    loop {
+        replica.take_outgoing(&mut out);
+        if !out.is_empty() {
+            sock.write_all(&out)
+                .await
+                .map_err(|e| LinkError::Io(addr.clone(), e))?;
+            out.clear();
+        }
+        tokio::select! {
+            read = sock.read(&mut buf) => {
+                let n = read.map_err(|e| LinkError::Io(addr.clone(), e))?;
+                if n == 0 {
+                    return Err(LinkError::Closed(addr));
+                }
+                last_rx = Instant::now();
+                for event in replica.handle(&buf[..n])? {
+                    apply(shared, event)?;
+                }
+                if replica.is_streaming() {
+                    shared.metrics.upstream_connected.set(1);
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(at) = *shared.corrupt_at.lock().unwrap_or_else(|e| e.into_inner()) {
+                    return Err(LinkError::Heal(at));
+                }
+                if last_rx.elapsed() > LINK_TIMEOUT {
+                    return Err(LinkError::Timeout(addr, LINK_TIMEOUT));
+                }
+                shared.store().sync()?;
+                replica.ack();
+            }
+        }
+    }
+}
+
+fn apply(shared: &Shared, event: Event) -> Result<(), StoreError> {
+    let store = &mut shared.store();
+    match event {
+        Event::FullResync { replid, offset } => {
+            tracing::info!(%replid, offset, "upstream full resync: receiving its RDB");
+            shared.metrics.upstream_full_syncs.inc();
+            store.begin_rdb(replid, offset)?;
+        }
+        Event::Rdb(bytes) => store.rdb_data(&bytes)?,
+        Event::RdbEnd => {
+            store.finish_rdb()?;
+            let rdb = store.rdb().expect("just stored");
+            tracing::info!(
+                offset = rdb.offset,
+                bytes = rdb.len,
+                "RDB stored; streaming"
+            );
+            shared.publish(store, true);
+        }
+        Event::Continue { new_replid } => {
+            tracing::info!(new_replid = ?new_replid.map(|r| r.to_string()), "upstream continues the stream (partial resync)");
+            if let Some(replid) = new_replid {
+                store.new_replid(replid)?;
+                shared.publish(store, true);
+            }
+        }
+        Event::Stream { offset, bytes } => {
+            store.append(offset, &bytes)?;
+            shared.publish(store, false);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no write progress for {0:?}")]
+    Stalled(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stream's history changed (new RDB or replication ID): reconnect")]
+    NewHistory,
+    #[error("closed")]
+    Closed,
+}
+
+async fn write(sock: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> Result<(), ServeError> {
+    match tokio::time::timeout(LINK_TIMEOUT, sock.write_all(bytes)).await {
+        Err(_) => Err(ServeError::Stalled(LINK_TIMEOUT)),
+        Ok(r) => Ok(r?),
+    }
+}
+
+async fn serve_downstream(
+    shared: &Arc<Shared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ServeError> {
+    let (mut rd, mut wr) = sock.into_split();
+    let mut master = Master::new(shared.config.credential.clone());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::new();
+    let psync = 'handshake: loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Err(ServeError::Closed);
+        }
+        let requests = master.handle(&buf[..n]);
+        master.take_outgoing(&mut out);
+        write(&mut wr, &out).await?;
+        out.clear();
+        for r in requests {
+            match r {
+                Request::Psync {
+                    replid,
+                    offset,
+                    psync2,
+                } => break 'handshake (replid, offset, psync2),
+                Request::AuthFailed => {
+                    shared.metrics.auth_failures.inc();
+                    tracing::warn!(%peer, "downstream AUTH refused");
+                }
+                Request::Close => return Err(ServeError::Closed),
+                Request::Ack(_) => {}
+            }
+        }
+    };
+    let (replid, offset, psync2) = psync;
+    let (decision, generation) = {
+        let store = shared.store();
+        (store.decide(replid, offset), shared.tip.borrow().generation)
+    };
+    let label = vec![("downstream", peer.to_string())];
+    let mut next = match decision {
+        Decision::NotReady => {
+            shared.metrics.served("not_ready");
+            tracing::info!(%peer, "downstream PSYNC while nothing is stored yet: told to retry");
+            write(
+                &mut wr,
+                b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
+            )
+            .await?;
+            return Ok(());
+        }
+        Decision::Continue {
+            replid: current,
+            from,
+        } => {
+            shared.metrics.served("partial");
+            tracing::info!(%peer, from, "partial resync served (+CONTINUE)");
+            let reply = if psync2 {
+                format!("+CONTINUE {current}\r\n")
+            } else {
+                "+CONTINUE\r\n".to_owned()
+            };
+            write(&mut wr, reply.as_bytes()).await?;
+            from
+        }
+        Decision::Full {
+            replid: current,
+            rdb,
+        } => {
+            // Check the RDB before announcing it: a bad one is never sent.
+            let check = rdb.clone();
+            let verified = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                let mut r = RdbReader::open(&check)?;
+                while r.next_chunk()?.is_some() {}
+                Ok(())
+            })
+            .await
+            .unwrap_or(Ok(()));
+            if let Err(e) = verified {
+                shared.metrics.corrupt.inc();
+                tracing::error!(error = %e, "stored RDB is corrupt: not served");
+                write(
+                    &mut wr,
+                    b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
+                )
+                .await?;
+                return Err(e.into());
+            }
+            shared.metrics.served("full");
+            tracing::info!(%peer, offset = rdb.offset, bytes = rdb.len, "full resync served from the stored RDB");
+            let header = format!("+FULLRESYNC {current} {}\r\n${}\r\n", rdb.offset, rdb.len);
+            write(&mut wr, header.as_bytes()).await?;
+            let mut reader = RdbReader::open(&rdb)?;
+            while let Some(chunk) = reader.next_chunk()? {
+                write(&mut wr, &chunk).await?;
+            }
+            rdb.offset + 1
+        }
+    };
+    master.set_synced();
+    shared.metrics.downstreams.inc();
+    let acks = {
+        let shared = shared.clone();
+        let label = label.clone();
+        tokio::spawn(async move {
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                for r in master.handle(&buf[..n]) {
+                    match r {
+                        Request::Ack(offset) => {
+                            shared
+                                .metrics
+                                .downstream_acked_offset
+                                .get_or_create(&label)
+                                .set(offset as i64);
+                        }
+                        Request::Close => return,
+                        _ => {}
+                    }
+                }
+            }
+        })
+    };
+    let result = stream_to(shared, &mut wr, &mut next, generation, &label, &acks).await;
+    acks.abort();
+    shared.metrics.downstreams.dec();
+    shared.metrics.downstream_acked_offset.remove(&label);
+    shared.metrics.downstream_sent_offset.remove(&label);
+    result
+}
+
+async fn stream_to(
+    shared: &Shared,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    next: &mut u64,
+    generation: u64,
+    label: &Vec<(&'static str, String)>,
+    acks: &tokio::task::JoinHandle<()>,
+) -> Result<(), ServeError> {
+    let mut tip = shared.tip.subscribe();
+    loop {
+        let now = *tip.borrow_and_update();
+        if now.generation != generation {
+            return Err(ServeError::NewHistory);
+        }
+        if acks.is_finished() {
+            return Err(ServeError::Closed);
+        }
+        if *next <= now.end {
+            let location = shared.store().locate(*next);
+            let from = *next;
+            let bytes = location.and_then(|l| store::read_at(&l, from, SEND_CHUNK));
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e @ StoreError::Corrupt { offset, .. }) => {
+                    shared.metrics.corrupt.inc();
+                    tracing::error!(error = %e, "corrupt stream bytes: not served; the relay refetches them");
+                    let mut at = shared.corrupt_at.lock().unwrap_or_else(|e| e.into_inner());
+                    *at = Some(at.map_or(offset, |a| a.min(offset)));
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            write(wr, &bytes).await?;
+            *next += bytes.len() as u64;
+            shared
+                .metrics
+                .downstream_sent_offset
+                .get_or_create(label)
+                .set(*next as i64 - 1);
+            continue;
+        }
+        tokio::select! {
+            changed = tip.changed() => if changed.is_err() { return Err(ServeError::Closed) },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
