@@ -315,7 +315,9 @@ impl Machine {
         match self.closing.pop_front() {
             Some(a) => a,
             None => Action::Finish(self.result.clone().unwrap_or_else(|| {
-                Err(ChangeError::Failed("change finished without a result".into()))
+                Err(ChangeError::Failed(
+                    "change finished without a result".into(),
+                ))
             })),
         }
     }
@@ -424,7 +426,9 @@ impl Planned {
         match (self.state, seen) {
             (PlannedState::ReadLocal, Observation::Local(v)) => {
                 if v.role != RedisRole::Primary || s.fenced {
-                    return self.machine.finish(Err(ChangeError::NotWritable(self.me())));
+                    return self
+                        .machine
+                        .finish(Err(ChangeError::NotWritable(self.me())));
                 }
                 self.state = PlannedState::ReadTarget;
                 // Reaching the target counts against the timeout: an unresponsive target aborts
@@ -480,7 +484,8 @@ impl Planned {
                 self.poll_target(now)
             }
             (PlannedState::CatchUp { offset, waiting }, seen) => {
-                let caught_up = !waiting && matches!(seen, Observation::Offset(Some(o)) if o >= offset);
+                let caught_up =
+                    !waiting && matches!(seen, Observation::Offset(Some(o)) if o >= offset);
                 if caught_up {
                     self.next = Known {
                         epoch: self.highest + 1,
@@ -729,9 +734,9 @@ impl Forced {
             (state, Observation::Failed(e)) => {
                 let e = match state {
                     ForcedState::ReadLocal => ChangeError::Unreachable(e),
-                    ForcedState::ReadMark => ChangeError::Unreachable(format!(
-                        "our Redis: {e}; nothing changed"
-                    )),
+                    ForcedState::ReadMark => {
+                        ChangeError::Unreachable(format!("our Redis: {e}; nothing changed"))
+                    }
                     ForcedState::Record => ChangeError::Failed(format!(
                         "cannot write the state file: {e}; nothing changed"
                     )),

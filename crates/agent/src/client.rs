@@ -225,7 +225,8 @@ pub fn table(rows: &[Row]) -> String {
                 s.keys,
                 s.ops_per_sec,
                 opt(s.epoch),
-                s.last_sync.map_or_else(|| "-".to_string(), |k| k.to_string()),
+                s.last_sync
+                    .map_or_else(|| "-".to_string(), |k| k.to_string()),
                 s.link_error
                     .clone()
                     .or_else(|| s.error.clone())

@@ -255,14 +255,7 @@ impl Redis {
     /// Blocks up to a second for heartbeat stamps after `last_id`; the raw `XREAD` reply.
     pub(crate) async fn read_heartbeat(&mut self, last_id: &str) -> Result<Value, resp::Error> {
         let block = [
-            "XREAD",
-            "COUNT",
-            "100",
-            "BLOCK",
-            "1000",
-            "STREAMS",
-            HEARTBEAT,
-            last_id,
+            "XREAD", "COUNT", "100", "BLOCK", "1000", "STREAMS", HEARTBEAT, last_id,
         ];
         self.0
             .cmd_with_timeout(&block, Duration::from_secs(3))

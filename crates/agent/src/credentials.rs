@@ -54,7 +54,6 @@ pub struct CredentialsError {
     why: String,
 }
 
-
 impl Passwords {
     /// File names inside the credentials directory, one password per file.
     pub const FILES: [&'static str; 3] = region_spec::credentials::FILES;

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::change::ChangeError;
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
+use crate::status::{Link, PrimaryChange, Role};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use crate::change::ChangeError;
-use crate::shared::Shared;
-use crate::shutdown::Shutdown;
-use crate::status::{Link, PrimaryChange, Role};
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,

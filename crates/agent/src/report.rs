@@ -152,8 +152,9 @@ pub(crate) fn publish(shared: &Shared, status: RegionStatus) {
     m.redis_up.set(i64::from(status.redis_up));
     m.is_primary.set(i64::from(status.role == Role::Primary));
     m.epoch.set(status.epoch.unwrap_or(0) as i64);
-    m.link_up
-        .set(i64::from(status.role == Role::Primary || status.link == Link::Up));
+    m.link_up.set(i64::from(
+        status.role == Role::Primary || status.link == Link::Up,
+    ));
     m.lag_bytes.set(status.lag_bytes.unwrap_or(0) as i64);
     m.lag_ms.set(status.lag_ms.unwrap_or(0) as i64);
     m.keys.set(status.keys as i64);

@@ -181,7 +181,10 @@ mod tests {
             ..status.clone()
         };
         let v = serde_json::to_value(&primary).unwrap();
-        assert_eq!((v["role"].as_str(), v["link"].as_str()), (Some("primary"), Some("-")));
+        assert_eq!(
+            (v["role"].as_str(), v["link"].as_str()),
+            (Some("primary"), Some("-"))
+        );
         assert_eq!(v["last_sync"], "full");
         let unknown = serde_json::to_value(RegionStatus::default()).unwrap();
         assert_eq!(unknown["role"], "unknown");

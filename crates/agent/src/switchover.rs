@@ -37,12 +37,18 @@ async fn detached<F>(change: F) -> Result<PrimaryChange, ChangeError>
 where
     F: std::future::Future<Output = Result<PrimaryChange, ChangeError>> + Send + 'static,
 {
-    tokio::spawn(change)
-        .await
-        .unwrap_or_else(|e| Err(ChangeError::Failed(format!("the change's task failed: {e}"))))
+    tokio::spawn(change).await.unwrap_or_else(|e| {
+        Err(ChangeError::Failed(format!(
+            "the change's task failed: {e}"
+        )))
+    })
 }
 
-async fn planned(shared: &Shared, to: &str, timeout: Duration) -> Result<PrimaryChange, ChangeError> {
+async fn planned(
+    shared: &Shared,
+    to: &str,
+    timeout: Duration,
+) -> Result<PrimaryChange, ChangeError> {
     let c = &shared.config;
     let target = c
         .topology

@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent::client as view;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use local::{view, Cluster, Options};
+use local::{Cluster, Options};
 use topology::Topology;
 
 use crate::exit::Failure;
@@ -41,8 +42,9 @@ pub(crate) fn main(args: UpArgs) -> Result<(), Failure> {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let mut shutdown =
-        crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
+    let mut shutdown: agent::Shutdown = crate::signal::shutdown_on_signals()
+        .context("cannot install signal handlers")?
+        .into();
     let name = options.topology.name.clone();
     println!(
         "starting {name}: {} regions…",
@@ -58,7 +60,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait() => break,
         }
         let rows = view::fetch(&agents).await;
         let table = view::table(&rows);
@@ -110,7 +112,7 @@ fn intro(cluster: &Cluster) {
     let first = t.local.ports(t.primary).redis;
     println!(
         "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n",
-        secrets.join("app.password").display()
+        secrets.join(region_spec::credentials::APP_FILE).display()
     );
     println!(
         "Cut the WAN between two regions: georep link cut {} {}",

@@ -9,9 +9,12 @@
 
 mod cluster;
 pub mod control;
-pub mod http;
 pub mod layout;
 pub mod process;
-pub mod view;
+mod regions;
 
-pub use cluster::{Cluster, Options, Pids, UpError};
+/// The HTTP client of the agent's API, where the tests and tools that drive `georep up` found it
+/// before it moved to the agent crate.
+pub use agent::client as http;
+pub use cluster::{Cluster, Options, UpError};
+pub use regions::Pids;

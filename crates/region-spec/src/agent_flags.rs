@@ -83,7 +83,13 @@ mod tests {
         };
         assert_eq!(
             pod.args(),
-            ["agent", "--topology", "/etc/georep/topology.toml", "--region", "eu"]
+            [
+                "agent",
+                "--topology",
+                "/etc/georep/topology.toml",
+                "--region",
+                "eu"
+            ]
         );
         let local = AgentFlags {
             keys: vec!["a".into(), "b".into()],

@@ -16,3 +16,6 @@ pub const REPLICATION_FILE: &str = "replication.password";
 pub const APP_FILE: &str = "app.password";
 /// Every password file, admin first.
 pub const FILES: [&str; 3] = [ADMIN_FILE, REPLICATION_FILE, APP_FILE];
+
+/// Under `georep up`, the credentials directory inside the data directory.
+pub const LOCAL_DIR: &str = "secrets";

@@ -125,7 +125,7 @@ fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
     row("save", save, true, true);
     // The fence: a primary not confirmed yet accepts writes only with a replica attached (a
     // region whose agent agrees it is the primary). Every primary starts fenced.
-    let fenced = run.map_or(true, |r| r.fenced);
+    let fenced = run.is_none_or(|r| r.fenced);
     row(
         "min-replicas-to-write",
         if fenced { "1" } else { "0" }.into(),
@@ -134,7 +134,12 @@ fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
     );
     row("min-replicas-max-lag", "10".into(), primary, false);
     if let Some(StartAs::Replica { primary_port }) = boot {
-        row("replicaof", format!("127.0.0.1 {primary_port}"), true, false);
+        row(
+            "replicaof",
+            format!("127.0.0.1 {primary_port}"),
+            true,
+            false,
+        );
     }
     row("masteruser", REPLICATION_USER.into(), !primary, true);
     if let Some(r) = run {
@@ -181,7 +186,12 @@ mod tests {
         let t = topology();
         for (start, primary) in [
             (StartAs::Primary { append_only: true }, true),
-            (StartAs::Replica { primary_port: 16000 }, false),
+            (
+                StartAs::Replica {
+                    primary_port: 16000,
+                },
+                false,
+            ),
         ] {
             let file = settings(&t, start);
             let run = run_time(
@@ -211,7 +221,12 @@ mod tests {
         let p = settings(&t, StartAs::Primary { append_only: false });
         assert!(p.starts_with("appendonly no\nappendfsync everysec\ndbfilename dump.rdb\n"));
         assert!(p.ends_with("save \"\"\nmin-replicas-to-write 1\nmin-replicas-max-lag 10\n"));
-        let r = settings(&t, StartAs::Replica { primary_port: 16000 });
+        let r = settings(
+            &t,
+            StartAs::Replica {
+                primary_port: 16000,
+            },
+        );
         assert!(r.ends_with("replicaof 127.0.0.1 16000\nmasteruser georep-replication\n"));
         assert!(!r.contains("min-replicas"));
     }

@@ -6,16 +6,28 @@
 
 use std::time::Duration;
 
-/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`).
+/// A duration that does not parse: the sentence says why and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`), `"1m"`: the one duration syntax of the
+/// topology file and of every command-line flag that takes a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    duration(s).map_err(DurationError)
+}
+
+/// [`parse_duration`] with the error as text, for positioned topology errors.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     const UNITS: &[(&str, u128)] = &[
         ("us", 1_000),
         ("µs", 1_000),
         ("ms", 1_000_000),
         ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
     ];
     let nanos = scaled(s, UNITS, 1).map_err(|why| {
-        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
+        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms, s or m, e.g. \"45ms\")")
     })?;
     u64::try_from(nanos)
         .map(Duration::from_nanos)

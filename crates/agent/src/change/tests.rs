@@ -114,7 +114,10 @@ fn a_planned_switchover_issues_its_steps_in_order_and_reports_the_new_epoch() {
     let Some(Action::Finish(Ok(done))) = actions.last() else {
         unreachable!()
     };
-    assert_eq!((done.kind, done.from, done.to, done.epoch), (ChangeKind::Planned, 0, 1, 7));
+    assert_eq!(
+        (done.kind, done.from, done.to, done.epoch),
+        (ChangeKind::Planned, 0, 1, 7)
+    );
     assert_eq!(done.offset_gap, Some(0));
 }
 
@@ -130,7 +133,11 @@ fn every_failure_after_the_pause_unpauses_and_the_message_says_what_changed() {
         let unpauses = actions.iter().filter(|a| **a == Action::Unpause).count();
         // The pause itself failing means there is no pause to lift.
         let paused = fail_at > pause;
-        assert_eq!(unpauses, usize::from(paused), "failure at {fail_at}: {actions:?}");
+        assert_eq!(
+            unpauses,
+            usize::from(paused),
+            "failure at {fail_at}: {actions:?}"
+        );
         if paused {
             // Unpausing comes before the end, and a mark is removed only after it.
             let unpause = position(&actions, |a| *a == Action::Unpause).unwrap();
@@ -235,11 +242,13 @@ fn a_forced_promotion_is_refused_while_anyone_serves_or_a_switchover_is_marked()
     let (mut m, _) = forced(0);
     m.handle(local_replica());
     assert_eq!(m.handle(Observation::Serving(None)), Action::ReadMark);
-    let Action::Finish(Err(e)) = m.handle(Observation::Mark(Some("failover to eu".into())))
-    else {
+    let Action::Finish(Err(e)) = m.handle(Observation::Mark(Some("failover to eu".into()))) else {
         panic!()
     };
-    assert_eq!(e, ChangeError::SwitchoverInProgress("failover to eu".into()));
+    assert_eq!(
+        e,
+        ChangeError::SwitchoverInProgress("failover to eu".into())
+    );
 
     // Our Redis is already the primary the data names (a switchover to us just finished).
     let (mut m, _) = forced(0);
@@ -275,7 +284,10 @@ fn a_forced_promotion_records_above_every_epoch_then_promotes_and_reports_the_ga
     let Action::Finish(Ok(done)) = m.handle(Observation::Done) else {
         panic!()
     };
-    assert_eq!((done.kind, done.epoch, done.offset_gap), (ChangeKind::Emergency, 8, Some(100)));
+    assert_eq!(
+        (done.kind, done.epoch, done.offset_gap),
+        (ChangeKind::Emergency, 8, Some(100))
+    );
     // A failure after the record says so; nothing is paused, so nothing to unpause.
     let (mut m, _) = forced(0);
     m.handle(local_replica());
@@ -293,7 +305,13 @@ fn a_forced_promotion_records_above_every_epoch_then_promotes_and_reports_the_ga
 fn an_answer_that_does_not_fit_the_step_aborts_without_panicking() {
     let (mut m, _) = planned();
     let a = m.handle(MS, Observation::Serving(None));
-    assert!(matches!(a, Action::Finish(Err(ChangeError::Failed(_)))), "{a:?}");
+    assert!(
+        matches!(a, Action::Finish(Err(ChangeError::Failed(_)))),
+        "{a:?}"
+    );
     // And the machine stays finished.
-    assert!(matches!(m.handle(MS, Observation::Done), Action::Finish(Err(_))));
+    assert!(matches!(
+        m.handle(MS, Observation::Done),
+        Action::Finish(Err(_))
+    ));
 }

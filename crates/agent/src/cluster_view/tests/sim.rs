@@ -146,7 +146,9 @@ impl Sim {
     }
 
     fn writable_primaries(&self) -> Vec<usize> {
-        (0..self.redis.len()).filter(|i| self.writable(*i)).collect()
+        (0..self.redis.len())
+            .filter(|i| self.writable(*i))
+            .collect()
     }
 
     fn mark(&self, i: usize) -> Option<String> {
@@ -376,7 +378,8 @@ impl Sim {
 
     /// What `switchover.rs` does for each action, against the simulated regions.
     fn execute(&mut self, i: usize, action: &Action) -> Seen {
-        self.trace.push(format!("t={} agent {i}: {action:?}", self.now));
+        self.trace
+            .push(format!("t={} agent {i}: {action:?}", self.now));
         let n = self.redis.len();
         let failed = || Seen::Failed("unreachable".into());
         if self.redis[i].down {
@@ -405,10 +408,7 @@ impl Sim {
                 }
             }
             Action::ProbeServing => Seen::Serving((0..n).find(|j| {
-                *j != i
-                    && self.reach(i, *j)
-                    && self.redis[*j].primary
-                    && !self.redis[*j].fence
+                *j != i && self.reach(i, *j) && self.redis[*j].primary && !self.redis[*j].fence
             })),
             Action::ReadMark => Seen::Mark(
                 (0..n)
@@ -441,9 +441,10 @@ impl Sim {
                 Seen::Done
             }
             Action::ReadPrimaryOffset => Seen::Offset(Some(self.redis[i].data.len() as u64)),
-            Action::ReadTargetOffset { region, .. } => {
-                Seen::Offset(self.reach(i, *region).then(|| self.redis[*region].data.len() as u64))
-            }
+            Action::ReadTargetOffset { region, .. } => Seen::Offset(
+                self.reach(i, *region)
+                    .then(|| self.redis[*region].data.len() as u64),
+            ),
             Action::Wait(d) => {
                 self.tick(d.as_millis().max(1) as u64);
                 Seen::Done
@@ -548,7 +549,9 @@ impl Sim {
         }
         for _ in 0..40 {
             for _ in 0..10_000 {
-                let busy: Vec<usize> = (0..self.redis.len()).filter(|i| self.changing(*i)).collect();
+                let busy: Vec<usize> = (0..self.redis.len())
+                    .filter(|i| self.changing(*i))
+                    .collect();
                 if busy.is_empty() {
                     break;
                 }
@@ -567,8 +570,8 @@ impl Sim {
         let [p] = self.writable_primaries()[..] else {
             return None;
         };
-        let all_follow =
-            (0..self.redis.len()).all(|i| i == p || (self.redis[i].follows == Some(p) && self.link_up(i)));
+        let all_follow = (0..self.redis.len())
+            .all(|i| i == p || (self.redis[i].follows == Some(p) && self.link_up(i)));
         let all_agree = self.agents.iter().all(|a| a.known.primary == p);
         (all_follow && all_agree).then_some(p)
     }
@@ -579,8 +582,16 @@ impl Sim {
             .settled()
             .unwrap_or_else(|| panic!("{context}: not settled: {self:#?}"));
         let data = &self.redis[p].data;
-        let lost: Vec<u64> = self.acked.iter().filter(|id| !data.contains(id)).copied().collect();
-        assert!(lost.is_empty(), "{context}: acknowledged writes lost {lost:?}: {self:#?}");
+        let lost: Vec<u64> = self
+            .acked
+            .iter()
+            .filter(|id| !data.contains(id))
+            .copied()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{context}: acknowledged writes lost {lost:?}: {self:#?}"
+        );
         p
     }
 }
@@ -683,9 +694,10 @@ fn a_forced_promotion_during_a_planned_switchover_is_refused_at_every_step() {
                 sim.write();
                 sim.tick(1);
             }
-            let forced = sim.results.iter().filter(|r| {
-                !matches!(r, Ok(c) if c.kind == crate::status::ChangeKind::Planned)
-            });
+            let forced = sim
+                .results
+                .iter()
+                .filter(|r| !matches!(r, Ok(c) if c.kind == crate::status::ChangeKind::Planned));
             for r in forced {
                 assert!(
                     matches!(
@@ -763,12 +775,22 @@ fn a_crashed_primary_replaced_by_force_returns_as_a_replica_without_ever_being_w
     for _ in 0..5 {
         sim.rounds();
         sim.tick(1000);
-        assert!(!sim.writable(0), "writable while isolated: {:?}", sim.redis[0]);
+        assert!(
+            !sim.writable(0),
+            "writable while isolated: {:?}",
+            sim.redis[0]
+        );
     }
     sim.restart_agent(1);
     sim.settle();
     assert_eq!(sim.assert_converged("returning"), 1);
-    assert_eq!(sim.agents[0].persisted, Some(Known { epoch: 2, primary: 1 }));
+    assert_eq!(
+        sim.agents[0].persisted,
+        Some(Known {
+            epoch: 2,
+            primary: 1
+        })
+    );
 }
 
 /// One event of the property test.
@@ -777,7 +799,11 @@ enum Event {
     Write,
     Tick(u64),
     Round(usize),
-    Planned { at: usize, to: usize, timeout_ms: u64 },
+    Planned {
+        at: usize,
+        to: usize,
+        timeout_ms: u64,
+    },
     Forced(usize),
     Step(usize),
     CrashAgent(usize),
