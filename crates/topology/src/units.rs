@@ -11,14 +11,18 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct DurationError(String);
 
-/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`), `"1m"`: the one duration syntax of the
-/// topology file and of every command-line flag that takes a duration.
+/// Parses a command-line duration: the topology file's syntax ([`duration`]) plus minutes
+/// (`"1m"`), which flags such as `georep failover --timeout` have always taken.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    duration(s).map_err(DurationError)
+    scaled_duration(s, true).map_err(DurationError)
 }
 
-/// [`parse_duration`] with the error as text, for positioned topology errors.
+/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`), as the topology file writes them.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    scaled_duration(s, false)
+}
+
+fn scaled_duration(s: &str, minutes: bool) -> Result<Duration, String> {
     const UNITS: &[(&str, u128)] = &[
         ("us", 1_000),
         ("µs", 1_000),
@@ -26,8 +30,9 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
         ("s", 1_000_000_000),
         ("m", 60_000_000_000),
     ];
-    let nanos = scaled(s, UNITS, 1).map_err(|why| {
-        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms, s or m, e.g. \"45ms\")")
+    let units = if minutes { UNITS } else { &UNITS[..4] };
+    let nanos = scaled(s, units, 1).map_err(|why| {
+        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
     })?;
     u64::try_from(nanos)
         .map(Duration::from_nanos)
@@ -174,6 +179,8 @@ mod tests {
             let e = duration(bad).unwrap_err();
             assert!(e.starts_with("invalid duration"), "{bad}: {e}");
         }
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(duration("99999999999999999999s")
             .unwrap_err()
             .contains("too large"));
