@@ -4,12 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// ACL user the agent itself uses (full rights).
-pub const ADMIN_USER: &str = "georep-admin";
-/// ACL user replicas authenticate as: only what replication needs.
-pub const REPLICATION_USER: &str = "georep-replication";
-/// ACL user for applications: everything except administrative and dangerous commands.
-pub const APP_USER: &str = "app";
+pub use region_spec::credentials::{ADMIN_USER, APP_USER, REPLICATION_USER};
 
 /// Every key georep writes (cluster metadata, heartbeats) starts with this; [`APP_USER`] can
 /// neither read nor write such keys.
@@ -86,7 +81,7 @@ pub struct CredentialsError {
 
 impl Passwords {
     /// File names inside the credentials directory, one password per file.
-    pub const FILES: [&'static str; 3] = ["admin.password", "replication.password", "app.password"];
+    pub const FILES: [&'static str; 3] = region_spec::credentials::FILES;
 
     /// Reads `admin.password`, `replication.password` and `app.password` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, CredentialsError> {

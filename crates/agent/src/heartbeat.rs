@@ -5,43 +5,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resp::{Conn, Value};
-use tokio::sync::watch;
+use resp::Value;
 
-use crate::control::{now_ms, Shared};
+use crate::commands::Redis;
 use crate::plan::Role;
-
-const KEY: &str = "georep:heartbeat";
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
 
 /// Stamps the heartbeat while we are the desired primary.
-pub(crate) async fn write(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn write(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let c = &shared.config;
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Redis> = None;
     let mut tick = tokio::time::interval(c.heartbeat_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.wait() => return,
         }
         if shared.desired_role() != Role::Primary {
             continue;
         }
         if conn.is_none() {
-            conn = Conn::connect(
-                c.redis,
-                Some(&c.passwords.admin_login()),
-                Duration::from_secs(2),
-            )
-            .await
-            .ok();
+            conn = Redis::connect(c.redis, &c.passwords, Duration::from_secs(2))
+                .await
+                .ok();
         }
         let Some(cn) = conn.as_mut() else { continue };
-        let stamp = now_ms().to_string();
-        let r = cn
-            .cmd(&["XADD", KEY, "MAXLEN", "~", "100", "*", "ms", &stamp])
-            .await;
-        if let Err(e) = r {
+        if let Err(e) = cn.stamp_heartbeat(crate::now_ms()).await {
             // READONLY while Redis is still a replica (just promoted, or restarted): retry.
             tracing::debug!(error = %e, "heartbeat write failed");
             conn = None;
@@ -50,62 +41,44 @@ pub(crate) async fn write(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
 }
 
 /// Measures the lag of each arriving stamp while we are a replica.
-pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let c = &shared.config;
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Redis> = None;
     let mut last_id = "$".to_string();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
+    while !shutdown.is_triggered() {
         if shared.desired_role() == Role::Primary {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.wait() => return,
             }
         }
-        if conn.is_none() {
-            match Conn::connect(
-                c.redis,
-                Some(&c.passwords.admin_login()),
-                Duration::from_secs(2),
-            )
-            .await
-            {
-                Ok(cn) => conn = Some(cn),
+        let cn = match conn.as_mut() {
+            Some(cn) => cn,
+            None => match Redis::connect(c.redis, &c.passwords, Duration::from_secs(2)).await {
+                Ok(cn) => conn.insert(cn),
                 Err(_) => {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                        _ = shutdown.wait_for(|s| *s) => return,
+                        _ = shutdown.wait() => return,
                     }
                 }
-            }
-        }
-        let cn = conn.as_mut().expect("connected");
-        let block = [
-            "XREAD",
-            "COUNT",
-            "100",
-            "BLOCK",
-            "1000",
-            "STREAMS",
-            KEY,
-            last_id.as_str(),
-        ];
+            },
+        };
         let reply = tokio::select! {
-            r = cn.cmd_with_timeout(&block, Duration::from_secs(3)) => r,
-            _ = shutdown.wait_for(|s| *s) => return,
+            r = cn.read_heartbeat(&last_id) => r,
+            _ = shutdown.wait() => return,
         };
         match reply {
             Ok(v) => {
-                let now = now_ms();
+                let now = crate::now_ms();
                 if let Some((id, stamp)) = newest_entry(&v) {
                     last_id = id;
-                    let mut lag = shared.lag.lock().expect("not poisoned");
-                    lag.observe(stamp, now);
-                    if let Some(ms) = lag.last_measured_ms() {
-                        shared.metrics.heartbeat_lag.observe(ms as f64);
-                    }
+                    shared.progress.send_modify(|p| {
+                        p.heartbeat.observe(stamp, now);
+                        if let Some(ms) = p.heartbeat.last_measured_ms() {
+                            shared.metrics.heartbeat_lag.observe(ms as f64);
+                        }
+                    });
                 }
             }
             Err(e) => {
@@ -159,7 +132,7 @@ mod tests {
             ]))
         };
         let reply = Value::Array(Some(vec![Value::Array(Some(vec![
-            bulk(KEY),
+            bulk(crate::commands::HEARTBEAT),
             Value::Array(Some(vec![entry("1-0", "100"), entry("2-0", "200")])),
         ]))]));
         assert_eq!(newest_entry(&reply), Some(("2-0".into(), 200)));

@@ -3,33 +3,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::change::ChangeError;
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
+use crate::status::{Link, PrimaryChange, Role};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
-
-use crate::control::Shared;
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let status = {
         let shared = shared.clone();
         move || {
-            let body = serde_json::to_string_pretty(&*shared.status.read().expect("not poisoned"))
-                .expect("status serialises");
+            let body = json(&*shared.status.borrow());
             async move { ([(CONTENT_TYPE, "application/json")], body) }
         }
     };
     let ready = {
         let shared = shared.clone();
         move || {
-            let s = shared.status.read().expect("not poisoned").clone();
+            let s = shared.status.borrow().clone();
             async move {
                 // Ready when Redis is reachable and, on a replica, replicating.
                 if !s.redis_up {
@@ -37,9 +37,9 @@ pub(crate) async fn serve(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "redis unreachable\n".to_string(),
                     )
-                } else if let Some(why) = s.fenced.filter(|_| s.role == "primary") {
+                } else if let Some(why) = s.fenced.filter(|_| s.role == Role::Primary) {
                     (StatusCode::SERVICE_UNAVAILABLE, format!("fenced: {why}\n"))
-                } else if s.role == "replica" && s.link != "up" {
+                } else if s.role == Role::Replica && s.link != Link::Up {
                     let why = s.link_error.unwrap_or_default();
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -68,16 +68,16 @@ pub(crate) async fn serve(
         move |uri: Uri| async move {
             let q = query(&uri);
             let Some(to) = q.iter().find(|(k, _)| k == "to").map(|(_, v)| v.clone()) else {
-                return reply(Err(refusal(400, "missing ?to=REGION")));
+                return reply(Err(bad_request("missing ?to=REGION")));
             };
             let timeout = match q.iter().find(|(k, _)| k == "timeout_ms") {
                 None => Duration::from_secs(5),
                 Some((_, v)) => match v.parse() {
                     Ok(ms) => Duration::from_millis(ms),
-                    Err(_) => return reply(Err(refusal(400, "timeout_ms must be an integer"))),
+                    Err(_) => return reply(Err(bad_request("timeout_ms must be an integer"))),
                 },
             };
-            reply(crate::switchover::failover(&shared, &to, timeout).await)
+            reply(crate::switchover::failover(shared, to, timeout).await)
         }
     };
     let promote = {
@@ -85,13 +85,12 @@ pub(crate) async fn serve(
         move |uri: Uri| async move {
             let forced = query(&uri).iter().any(|(k, v)| k == "force" && v == "1");
             if !forced {
-                return reply(Err(refusal(
-                    400,
+                return reply(Err(bad_request(
                     "an emergency promotion may lose writes the old primary acknowledged; \
                      add ?force=1 (georep promote REGION --force)",
                 )));
             }
-            reply(crate::switchover::promote(&shared).await)
+            reply(crate::switchover::promote(shared).await)
         }
     };
     let app = axum::Router::new()
@@ -103,37 +102,53 @@ pub(crate) async fn serve(
         .route("/readyz", get(ready));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
+            shutdown.wait().await;
         })
         .await
 }
 
-fn refusal(status: u16, message: &str) -> crate::switchover::Refusal {
-    crate::switchover::Refusal {
-        status,
-        message: message.to_owned(),
+fn bad_request(message: &str) -> ChangeError {
+    ChangeError::BadRequest(message.to_owned())
+}
+
+/// The HTTP status of a refused or failed change of primary: the only place the change logic
+/// meets HTTP.
+fn status_of(e: &ChangeError) -> StatusCode {
+    match e {
+        ChangeError::BadRequest(_) | ChangeError::UnknownRegion(_) => StatusCode::BAD_REQUEST,
+        ChangeError::Busy(_)
+        | ChangeError::SwitchoverInProgress(_)
+        | ChangeError::NotPrimary { .. }
+        | ChangeError::AlreadyPrimary { .. }
+        | ChangeError::NotWritable(_)
+        | ChangeError::TargetNotReady(_)
+        | ChangeError::PrimaryServing { .. } => StatusCode::CONFLICT,
+        ChangeError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ChangeError::CatchUpTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// A change of primary's answer: the change as JSON, or `{"error": …}` with the refusal's status.
+/// Pretty JSON of a reply; these types always serialise.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// A change of primary's answer: the change as JSON, or `{"error": …}` with the error's status.
 fn reply(
-    result: Result<crate::status::PrimaryChange, crate::switchover::Refusal>,
+    result: Result<PrimaryChange, ChangeError>,
 ) -> (
     StatusCode,
     [(axum::http::HeaderName, &'static str); 1],
     String,
 ) {
-    let json = [(CONTENT_TYPE, "application/json")];
+    let headers = [(CONTENT_TYPE, "application/json")];
     match result {
-        Ok(change) => (
-            StatusCode::OK,
-            json,
-            serde_json::to_string_pretty(&change).expect("serialises"),
-        ),
-        Err(r) => (
-            StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            json,
-            serde_json::json!({ "error": r.message }).to_string(),
+        Ok(change) => (StatusCode::OK, headers, json(&change)),
+        Err(e) => (
+            status_of(&e),
+            headers,
+            serde_json::json!({ "error": e.to_string() }).to_string(),
         ),
     }
 }

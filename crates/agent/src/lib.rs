@@ -10,12 +10,27 @@
 //!             └────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! The decisions are pure ([`plan`]); this crate's tasks observe Redis and carry them out. The same
-//! [`run`] serves a Kubernetes pod and `georep up`: only the flags differ.
+//! The decisions are pure — who is primary ([`cluster_view`]), what to change in Redis ([`plan`]),
+//! the steps of a change of primary ([`change`]) — and this crate's tasks observe Redis and carry
+//! them out. The same [`run`] serves a Kubernetes pod and `georep up`: only the flags differ.
+//!
+//! ```text
+//! lib.rs        run: binds, spawns the tasks below, waits for shutdown
+//! control.rs    the control loop: observe → decide → act → report (report.rs)
+//! switchover.rs the driver of the change machines (change.rs) for POST /failover, /promote
+//! heartbeat.rs  the primary's stamps and the replicas' lag
+//! http.rs       /status /metrics /healthz /readyz /failover /promote; ChangeError → HTTP status
+//! commands.rs   every Redis command the agent sends
+//! shared.rs     what the tasks share: the config and watch channels (ClusterView, status, …)
+//! client.rs     the other side: an HTTP client for the CLI (status, failover, promote)
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod change;
+pub mod client;
 pub mod cluster_view;
+mod commands;
 mod config;
 mod control;
 pub mod credentials;
@@ -24,20 +39,22 @@ mod heartbeat;
 mod http;
 mod metrics;
 pub mod plan;
-pub mod redis_conf;
+mod report;
+pub mod shared;
+pub mod shutdown;
 pub mod state;
 pub mod status;
 mod switchover;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
 use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 
 pub use config::AgentConfig;
 pub use credentials::{Passwords, Secret};
+pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use status::RegionStatus;
 
 /// Why the agent could not start.
@@ -58,7 +75,8 @@ pub enum AgentError {
 
 /// Runs the agent until `shutdown` turns true. Binds every listener first, so configuration and
 /// port errors surface before anything else starts.
-pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(), AgentError> {
+    let shutdown: Shutdown = shutdown.into();
     let bind = |what, addr: String| move |source| AgentError::Bind { what, addr, source };
     let http = tokio::net::TcpListener::bind(config.http)
         .await
@@ -121,24 +139,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         http = %config.http,
         "agent ready"
     );
-    let known = control::Shared::persisted(&config).unwrap_or(cluster_view::Known {
-        epoch: 1,
-        primary: config.topology.primary,
-    });
-    let shared = Arc::new(control::Shared {
-        config,
-        status: RwLock::new(RegionStatus::default()),
-        metrics: agent_metrics,
-        lag: Mutex::new(plan::LagTracker::default()),
-        known: RwLock::new(known),
-        // Until the first round has looked at the other regions, nothing is confirmed.
-        fenced: RwLock::new(Some("starting".into())),
-        round_lock: tokio::sync::Mutex::new(()),
-        change_in_progress: Mutex::new(None),
-        last_change: RwLock::new(None),
-        last_offsets: Mutex::new(None),
-        links,
-    });
+    let shared = Arc::new(shared::Shared::new(config, agent_metrics, links));
     tasks.spawn(control::run(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::write(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::read(shared.clone(), shutdown.clone()));
@@ -160,7 +161,7 @@ async fn keep_tunnel(
     config: TunnelConfig,
     listener: Listener,
     metrics: TunnelMetrics,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         match config.target.resolve().await {
@@ -169,12 +170,20 @@ async fn keep_tunnel(
                 tracing::warn!(target = %config.target, error = %e, "cannot resolve tunnel target; retrying in 2s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = shutdown.wait() => return,
                 }
             }
         }
     }
-    if let Err(e) = tunnel::run(config, listener, metrics, shutdown).await {
+    if let Err(e) = tunnel::run(config, listener, metrics, shutdown.receiver()).await {
         tracing::error!(error = %e, "tunnel stopped");
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (heartbeat stamps, change reports).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -1,361 +1,288 @@
-//! Changing the primary: the planned switchover (run by the current primary's agent) and the
-//! emergency promotion (run by the promoted region's agent).
+//! Carries out changes of primary: the IO driver of the [`crate::change`] machines. It makes no
+//! decision: it executes each action against Redis (through [`crate::commands`]) or the state
+//! file and hands back what it saw.
 //!
-//! Planned, with no acknowledged write lost and never two writable primaries:
-//!
-//! 1. `CLIENT PAUSE <timeout + margin> WRITE` on our Redis (the primary);
-//! 2. wait until the target's `slave_repl_offset` equals our `master_repl_offset` (read through
-//!    our tunnel client to the target); on timeout, `CLIENT UNPAUSE` and abort: nothing changed;
-//! 3. record (epoch + 1, target) in our state file, so that from here on our own control loop —
-//!    or a restarted agent — follows the target and, if the target is not promoted yet, promotes
-//!    it (the switchover is completed rather than undone);
-//! 4. `REPLICAOF target` on our Redis: it is read-only before the target becomes writable (the
-//!    writes waiting in the pause fail with `READONLY`, unacknowledged);
-//! 5. `REPLICAOF NO ONE` and the new epoch on the target (through the tunnel): writable there;
-//! 6. `CLIENT UNPAUSE`. Other regions' agents see the higher epoch and re-point; PSYNC2 keeps
-//!    every resync partial (the target's new replication ID keeps the old one as `replid2`).
+//! Each change runs on a task of its own, so a client that hangs up mid-switchover cannot cancel
+//! it between the pause and the unpause.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resp::{Conn, Info};
+use crate::change::{
+    Action, ChangeError, Completed, Forced, ForcedStart, LocalView, Observation, Planned,
+    PlannedStart, RedisRole, STEP_TIMEOUT,
+};
+use crate::commands::Redis;
+use crate::shared::Shared;
+use crate::status::{ChangeKind, PrimaryChange};
 
-use crate::cluster_view::Known;
-use crate::control::{now_ms, promote_remote, read_meta, Shared, META};
-use crate::status::PrimaryChange;
-
-/// Why a change of primary was refused or failed: an HTTP status and a sentence.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    pub(crate) status: u16,
-    pub(crate) message: String,
-}
-
-fn refuse(status: u16, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        message: message.into(),
-    }
-}
-
-/// The pause outlives the longest switchover by this much; if the agent dies in between, its
-/// restarted successor (or Redis, when the pause expires) ends it.
-const PAUSE_MARGIN: Duration = Duration::from_secs(10);
-
-const TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One change at a time; a second concurrent request is refused.
-struct InProgress<'a>(&'a Shared);
-
-impl<'a> InProgress<'a> {
-    fn claim(shared: &'a Shared, what: String) -> Result<Self, Refusal> {
-        let mut slot = shared.change_in_progress.lock().expect("not poisoned");
-        if let Some(other) = slot.as_ref() {
-            return Err(refuse(
-                409,
-                format!("another change of primary is in progress ({other}); try again when it has finished"),
-            ));
-        }
-        *slot = Some(what);
-        Ok(Self(shared))
-    }
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        *self.0.change_in_progress.lock().expect("not poisoned") = None;
-    }
-}
-
-/// A connection to our Redis and its `INFO replication`, or a 503 refusal.
-async fn local_replication(shared: &Shared) -> Result<(Conn, Info), Refusal> {
-    let c = &shared.config;
-    let mut local = Conn::connect(c.redis, Some(&c.passwords.admin_login()), TIMEOUT)
-        .await
-        .map_err(|e| refuse(503, format!("cannot reach our Redis: {e}")))?;
-    let info = local
-        .info(&["replication"])
-        .await
-        .map_err(|e| refuse(503, format!("our Redis: {e}")))?;
-    Ok((local, info))
-}
+/// How long reading another region's Redis may take before it counts as unreachable.
+const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The planned switchover to region `to`.
 pub(crate) async fn failover(
+    shared: Arc<Shared>,
+    to: String,
+    timeout: Duration,
+) -> Result<PrimaryChange, ChangeError> {
+    detached(async move { planned(&shared, &to, timeout).await }).await
+}
+
+/// The emergency promotion of our own region.
+pub(crate) async fn promote(shared: Arc<Shared>) -> Result<PrimaryChange, ChangeError> {
+    detached(async move { forced(&shared).await }).await
+}
+
+async fn detached<F>(change: F) -> Result<PrimaryChange, ChangeError>
+where
+    F: std::future::Future<Output = Result<PrimaryChange, ChangeError>> + Send + 'static,
+{
+    tokio::spawn(change).await.unwrap_or_else(|e| {
+        Err(ChangeError::Failed(format!(
+            "the change's task failed: {e}"
+        )))
+    })
+}
+
+async fn planned(
     shared: &Shared,
     to: &str,
     timeout: Duration,
-) -> Result<PrimaryChange, Refusal> {
+) -> Result<PrimaryChange, ChangeError> {
     let c = &shared.config;
     let target = c
         .topology
         .region(to)
-        .ok_or_else(|| refuse(400, format!("no region {to:?} in the topology")))?
+        .ok_or_else(|| ChangeError::UnknownRegion(to.to_owned()))?
         .index;
     let started = Instant::now();
-    let _claim = InProgress::claim(shared, format!("failover to {to}"))?;
-    let _round = shared.round_lock.lock().await;
-    let known = shared.known();
-    let me = c.region_name();
-    if known.primary != c.region {
-        return Err(refuse(
-            409,
-            format!(
-                "{me} is not the primary: the primary is {} (epoch {}); send the request to its agent",
-                c.topology.regions[known.primary].name, known.epoch
-            ),
-        ));
-    }
-    if target == c.region {
-        return Err(refuse(409, format!("{me} is already the primary")));
-    }
-    let (mut local, info) = local_replication(shared).await?;
-    let fenced = shared.fenced.read().expect("not poisoned").is_some();
-    if info.get("role") != Some("master") || fenced {
-        return Err(refuse(
-            409,
-            format!("{me}'s Redis is not a writable primary (fenced or starting); nothing changed"),
-        ));
-    }
-    // Reaching the target counts against the timeout: an unresponsive target aborts in time.
-    let budget = timeout
-        .saturating_sub(started.elapsed())
-        .clamp(Duration::from_millis(100), TIMEOUT);
-    let mut remote = Conn::connect(
-        c.peer_addr(target),
-        Some(&c.passwords.admin_login()),
-        budget,
-    )
-    .await
-    .map_err(|e| {
-        refuse(
-            503,
-            format!("cannot reach {to}'s Redis through the tunnel: {e}"),
-        )
-    })?;
-    let tinfo = remote
-        .info(&["replication"])
-        .await
-        .map_err(|e| refuse(503, format!("{to}'s Redis: {e}")))?;
-    if tinfo.get("role") != Some("slave") || tinfo.get("master_link_status") != Some("up") {
-        return Err(refuse(
-            409,
-            format!("{to} is not a replica with its link up; nothing changed"),
-        ));
-    }
-
-    // Every epoch any region holds, read before the pause (it costs round trips).
-    let highest = known.epoch.max(highest_seen(shared).await);
-
-    // 1. Pause writes.
-    let pause_ms = (timeout + PAUSE_MARGIN).as_millis().to_string();
-    local
-        .cmd(&["CLIENT", "PAUSE", pause_ms.as_str(), "WRITE"])
-        .await
-        .map_err(|e| refuse(503, format!("CLIENT PAUSE failed: {e}; nothing changed")))?;
-    let paused = Instant::now();
-    let unpause = |mut conn: Conn| async move {
-        let _ = conn.cmd(&["CLIENT", "UNPAUSE"]).await;
-    };
-
-    // 2. Wait for the target to hold every byte.
-    let offset = match local.info(&["replication"]).await {
-        Ok(i) => i.int("master_repl_offset").unwrap_or(-1),
-        Err(e) => {
-            unpause(local).await;
-            return Err(refuse(
-                503,
-                format!("our Redis: {e}; aborted, nothing changed"),
-            ));
-        }
-    };
+    let _claim = shared
+        .claim_change(format!("failover to {to}"))
+        .map_err(ChangeError::Busy)?;
+    let _round = shared.round.lock().await;
+    let view = shared.view();
+    let (mut machine, mut action) = Planned::new(PlannedStart {
+        names: names(shared),
+        me: c.region,
+        to: target,
+        known: view.known,
+        fenced: view.fenced.is_some(),
+        timeout,
+    });
+    let mut io = Io::new(shared);
     loop {
-        let left = timeout
-            .saturating_sub(paused.elapsed())
-            .max(Duration::from_millis(1));
-        let caught_up = match remote
-            .cmd_with_timeout(&["INFO", "replication"], left)
-            .await
-        {
-            Ok(v) => Info::parse(&v.text().unwrap_or_default())
-                .int("slave_repl_offset")
-                .is_some_and(|o| o >= offset),
-            Err(_) => false,
-        };
-        if caught_up {
-            break;
+        if let Action::Finish(result) = action {
+            return result.map(|done| finish(shared, &done, started));
         }
-        if paused.elapsed() >= timeout {
-            unpause(local).await;
-            return Err(refuse(
-                504,
-                format!(
-                    "{to} did not catch up within {timeout:?}; aborted, the primary is unchanged \
-                     ({me}) and no write was lost (writes were paused for {} ms)",
-                    paused.elapsed().as_millis()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let seen = io.execute(&action).await;
+        action = machine.handle(started.elapsed(), seen);
     }
-
-    // 3. Record the new epoch: from here on the change is completed, never undone.
-    let next = Known {
-        epoch: highest + 1,
-        primary: target,
-    };
-    if let Err(e) = shared.record(next) {
-        unpause(local).await;
-        return Err(refuse(
-            500,
-            format!("cannot write the state file: {e}; aborted, the primary is unchanged"),
-        ));
-    }
-    // 4. Read-only here before the target becomes writable.
-    let via = c.peer_addr(target);
-    let demoted = local
-        .cmd(&["REPLICAOF", &via.ip().to_string(), &via.port().to_string()])
-        .await;
-    // 5. Promote the target and write the epoch into it.
-    let promoted = promote_remote(&mut remote, c, next).await;
-    let pause = paused.elapsed();
-    // 6. Resume: waiting writes now fail with READONLY and go to the new primary.
-    unpause(local).await;
-    if let Err(e) = demoted.and(promoted) {
-        return Err(refuse(
-            500,
-            format!(
-                "epoch {} → {to} is recorded but the switchover did not complete ({e}); the \
-                 agents complete it when {to} is reachable (watch `georep status`)",
-                next.epoch
-            ),
-        ));
-    }
-    let change = PrimaryChange {
-        kind: "planned".into(),
-        from: me.to_owned(),
-        to: to.to_owned(),
-        epoch: next.epoch,
-        at_ms: now_ms(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        write_pause_ms: Some(pause.as_millis() as u64),
-        offset_gap: Some(0),
-    };
-    finish(shared, &change);
-    tracing::info!(
-        to,
-        epoch = next.epoch,
-        pause_ms = pause.as_millis() as u64,
-        "planned switchover done"
-    );
-    Ok(change)
 }
 
-/// The emergency promotion of our own region.
-pub(crate) async fn promote(shared: &Shared) -> Result<PrimaryChange, Refusal> {
+async fn forced(shared: &Shared) -> Result<PrimaryChange, ChangeError> {
     let c = &shared.config;
-    let me = c.region_name().to_owned();
-    let _claim = InProgress::claim(shared, format!("promotion of {me}"))?;
-    let _round = shared.round_lock.lock().await;
+    let _claim = shared
+        .claim_change(format!("promotion of {}", c.region_name()))
+        .map_err(ChangeError::Busy)?;
+    let _round = shared.round.lock().await;
     let started = Instant::now();
-    let known = shared.known();
-    let (mut local, info) = local_replication(shared).await?;
-    let fenced = shared.fenced.read().expect("not poisoned").is_some();
-    if known.primary == c.region && info.get("role") == Some("master") && !fenced {
-        return Err(refuse(
-            409,
-            format!("{me} is already the primary (epoch {})", known.epoch),
-        ));
+    let view = shared.view();
+    let (mut machine, mut action) = Forced::new(ForcedStart {
+        names: names(shared),
+        me: c.region,
+        known: view.known,
+        fenced: view.fenced.is_some(),
+        last_primary_offset: shared.progress.borrow().offsets.map(|(p, _)| p),
+    });
+    let mut io = Io::new(shared);
+    loop {
+        if let Action::Finish(result) = action {
+            return result.map(|done| finish(shared, &done, started));
+        }
+        let seen = io.execute(&action).await;
+        action = machine.handle(seen);
     }
-    if known.primary != c.region {
-        if let Some(primary) = serving_primary(shared, known.primary).await {
-            return Err(refuse(
-                409,
-                format!(
-                    "the primary {primary} is reachable from {me} and serving writes; an emergency \
-                     promotion would lose its unreplicated writes: use `georep failover --to {me}` \
-                     (no loss) instead"
-                ),
-            ));
+}
+
+fn names(shared: &Shared) -> Vec<String> {
+    let regions = &shared.config.topology.regions;
+    regions.iter().map(|r| r.name.clone()).collect()
+}
+
+/// The connections one change uses: our Redis and the target's (through our tunnel client).
+struct Io<'a> {
+    shared: &'a Shared,
+    local: Option<Redis>,
+    target: Option<Redis>,
+}
+
+impl<'a> Io<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Self {
+            shared,
+            local: None,
+            target: None,
         }
     }
-    let offset_gap = shared
-        .last_offsets
-        .lock()
-        .expect("not poisoned")
-        .and_then(|(primary, _)| {
-            let ours = u64::try_from(info.int("slave_repl_offset")?).ok()?;
-            Some(primary.saturating_sub(ours))
-        });
-    let next = Known {
-        epoch: known.epoch.max(highest_seen(shared).await) + 1,
-        primary: c.region,
-    };
-    shared.record(next).map_err(|e| {
-        refuse(
-            500,
-            format!("cannot write the state file: {e}; nothing changed"),
-        )
-    })?;
-    *shared.fenced.write().expect("not poisoned") = None;
-    let epoch = next.epoch.to_string();
-    local
-        .cmd(&["REPLICAOF", "NO", "ONE"])
-        .await
-        .map_err(|e| refuse(500, format!("REPLICAOF NO ONE failed: {e}")))?;
-    local
-        .cmd(&["CONFIG", "SET", "min-replicas-to-write", "0"])
-        .await
-        .map_err(|e| refuse(500, format!("lifting the fence failed: {e}")))?;
-    local
-        .cmd(&[
-            "HSET",
-            META,
-            "epoch",
-            epoch.as_str(),
-            "primary",
-            me.as_str(),
-        ])
-        .await
-        .map_err(|e| refuse(500, format!("writing the epoch failed: {e}")))?;
-    let change = PrimaryChange {
-        kind: "emergency".into(),
-        from: c.topology.regions[known.primary].name.clone(),
-        to: me.clone(),
-        epoch: next.epoch,
-        at_ms: now_ms(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        write_pause_ms: None,
-        offset_gap,
-    };
-    finish(shared, &change);
-    tracing::warn!(
-        epoch = next.epoch,
-        ?offset_gap,
-        "emergency promotion: this region is the primary"
-    );
-    Ok(change)
+
+    async fn execute(&mut self, action: &Action) -> Observation {
+        let c = &self.shared.config;
+        let done = |r: Result<(), resp::Error>| match r {
+            Ok(()) => Observation::Done,
+            Err(e) => Observation::Failed(e.to_string()),
+        };
+        match action {
+            Action::ReadLocal => match self.read_local().await {
+                Ok(v) => Observation::Local(v),
+                Err(e) => Observation::Failed(e),
+            },
+            Action::ReadTarget { region, budget } => self.read_target(*region, *budget).await,
+            Action::ProbeServing => Observation::Serving(serving_primary(self.shared).await),
+            Action::ReadMark => match self.read_marks().await {
+                Ok(m) => Observation::Mark(m),
+                Err(e) => Observation::Failed(e),
+            },
+            Action::ReadHighestEpoch => Observation::HighestEpoch(highest_seen(self.shared).await),
+            Action::Wait(d) => {
+                tokio::time::sleep(*d).await;
+                Observation::Done
+            }
+            Action::Record(known) => match self.shared.record(*known) {
+                Ok(()) => Observation::Done,
+                Err(e) => Observation::Failed(e.to_string()),
+            },
+            Action::ReadTargetOffset { wait, .. } => {
+                let Some(t) = self.target.as_mut() else {
+                    return Observation::Offset(None);
+                };
+                let offset = t.replication_within(*wait).await.ok();
+                Observation::Offset(offset.and_then(|i| uint(&i, "slave_repl_offset")))
+            }
+            Action::PromoteTarget(known) => match self.target.as_mut() {
+                Some(t) => done(t.promote_at(*known, &c.topology).await),
+                None => Observation::Failed("not connected to the target".into()),
+            },
+            Action::Finish(_) => Observation::Done,
+            local => {
+                let shared = self.shared;
+                let Some(r) = self.local.as_mut() else {
+                    return Observation::Failed("not connected to our Redis".into());
+                };
+                match local {
+                    Action::MarkSwitchover { what, ttl, epoch } => {
+                        done(r.mark_switchover(what, *ttl, *epoch).await)
+                    }
+                    Action::PauseWrites { duration } => done(r.pause_writes(*duration).await),
+                    Action::ReadPrimaryOffset => match r.info(&["replication"]).await {
+                        Ok(i) => Observation::Offset(uint(&i, "master_repl_offset")),
+                        Err(e) => Observation::Failed(e.to_string()),
+                    },
+                    Action::Demote { follow } => {
+                        let via = c.peer_addr(*follow);
+                        done(r.follow(&via.ip().to_string(), via.port()).await)
+                    }
+                    Action::BecomePrimary => done(r.become_primary().await),
+                    Action::LiftFence => {
+                        shared.set_fenced(None);
+                        done(r.lift_fence().await)
+                    }
+                    Action::WriteMeta(known) => done(r.write_meta(*known, &c.topology).await),
+                    Action::Unpause => done(r.unpause().await),
+                    Action::ClearMark => done(r.clear_switchover_mark().await),
+                    other => Observation::Failed(format!("no driver for {other:?}")),
+                }
+            }
+        }
+    }
+
+    async fn read_local(&mut self) -> Result<LocalView, String> {
+        let c = &self.shared.config;
+        let mut r = Redis::connect(c.redis, &c.passwords, STEP_TIMEOUT)
+            .await
+            .map_err(|e| format!("cannot reach our Redis: {e}"))?;
+        let our = |e: resp::Error| format!("our Redis: {e}");
+        let info = r.info(&["replication"]).await.map_err(our)?;
+        let fence_on = r.fence_on().await.map_err(our)?;
+        let meta = r.read_meta(&c.topology).await.map_err(our)?;
+        self.local = Some(r);
+        Ok(LocalView {
+            role: role(&info),
+            fence_on,
+            replica_offset: uint(&info, "slave_repl_offset"),
+            meta,
+        })
+    }
+
+    /// The switchover mark in our Redis (an error if it cannot be read) or in any reachable
+    /// region's.
+    async fn read_marks(&mut self) -> Result<Option<String>, String> {
+        let c = &self.shared.config;
+        let local = self.local.as_mut().ok_or("not connected to our Redis")?;
+        if let Some(m) = local.switchover_mark().await.map_err(|e| e.to_string())? {
+            return Ok(Some(m));
+        }
+        for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
+            let Ok(mut r) = Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await else {
+                continue;
+            };
+            if let Ok(Some(m)) = r.switchover_mark().await {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn read_target(&mut self, region: usize, budget: Duration) -> Observation {
+        let c = &self.shared.config;
+        let name = &c.topology.regions[region].name;
+        let mut r = match Redis::connect(c.peer_addr(region), &c.passwords, budget).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Observation::Failed(format!(
+                    "cannot reach {name}'s Redis through the tunnel: {e}"
+                ))
+            }
+        };
+        let info = match r.info(&["replication"]).await {
+            Ok(i) => i,
+            Err(e) => return Observation::Failed(format!("{name}'s Redis: {e}")),
+        };
+        self.target = Some(r);
+        Observation::Target {
+            replica_link_up: info.get("role") == Some("slave")
+                && info.get("master_link_status") == Some("up"),
+        }
+    }
 }
 
-/// Region `i`'s name if its Redis answers through our tunnel as an unfenced primary.
-async fn serving_primary(shared: &Shared, i: usize) -> Option<String> {
+fn role(info: &resp::Info) -> RedisRole {
+    match info.get("role") {
+        Some("master") => RedisRole::Primary,
+        Some("slave") => RedisRole::Replica,
+        _ => RedisRole::Other,
+    }
+}
+
+fn uint(info: &resp::Info, field: &str) -> Option<u64> {
+    info.int(field).and_then(|v| u64::try_from(v).ok())
+}
+
+/// The first other region whose Redis answers through our tunnel as an unfenced primary.
+async fn serving_primary(shared: &Shared) -> Option<usize> {
     let c = &shared.config;
-    let mut conn = Conn::connect(
-        c.peer_addr(i),
-        Some(&c.passwords.admin_login()),
-        Duration::from_secs(1),
-    )
-    .await
-    .ok()?;
-    let info = conn.info(&["replication"]).await.ok()?;
-    let fence = conn
-        .cmd(&["CONFIG", "GET", "min-replicas-to-write"])
-        .await
-        .ok()?;
-    let unfenced = matches!(&fence, resp::Value::Array(Some(v)) if v.get(1).and_then(resp::Value::text).as_deref() == Some("0"));
-    (info.get("role") == Some("master") && unfenced).then(|| c.topology.regions[i].name.clone())
+    for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
+        let Ok(mut r) = Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await else {
+            continue;
+        };
+        if r.is_serving_primary().await.unwrap_or(false) {
+            return Some(i);
+        }
+    }
+    None
 }
 
-/// The highest epoch held by any reachable region (so a new epoch is above all of them).
+/// The highest epoch held (or marked for a switchover) by any reachable region, so a new epoch
+/// is above all of them.
 async fn highest_seen(shared: &Shared) -> u64 {
     let c = &shared.config;
     let mut highest = 0;
@@ -365,30 +292,42 @@ async fn highest_seen(shared: &Shared) -> u64 {
         } else {
             c.peer_addr(i)
         };
-        let Ok(mut conn) = Conn::connect(
-            addr,
-            Some(&c.passwords.admin_login()),
-            Duration::from_secs(1),
-        )
-        .await
-        else {
+        let Ok(mut r) = Redis::connect(addr, &c.passwords, PEER_TIMEOUT).await else {
             continue;
         };
-        if let Ok(Some(k)) = read_meta(&mut conn, c).await {
-            highest = highest.max(k.epoch);
+        if let Ok(e) = r.highest_epoch().await {
+            highest = highest.max(e);
         }
     }
     highest
 }
 
-fn finish(shared: &Shared, change: &PrimaryChange) {
+/// Reports a completed change: metrics, `/status`'s `last_change`, a log line.
+fn finish(shared: &Shared, done: &Completed, started: Instant) -> PrimaryChange {
+    let change = done.report(&names(shared), crate::now_ms(), started.elapsed());
     let m = &shared.metrics;
     m.failovers
-        .get_or_create(&vec![("kind".to_string(), change.kind.clone())])
+        .get_or_create(&vec![("kind".to_string(), change.kind.to_string())])
         .inc();
     m.last_change_duration_ms.set(change.duration_ms as i64);
     if let Some(p) = change.write_pause_ms {
         m.last_write_pause_ms.set(p as i64);
     }
-    *shared.last_change.write().expect("not poisoned") = Some(change.clone());
+    shared
+        .changes
+        .send_modify(|c| c.last = Some(change.clone()));
+    match change.kind {
+        ChangeKind::Planned => tracing::info!(
+            to = %change.to,
+            epoch = change.epoch,
+            pause_ms = ?change.write_pause_ms,
+            "planned switchover done"
+        ),
+        ChangeKind::Emergency => tracing::warn!(
+            epoch = change.epoch,
+            offset_gap = ?change.offset_gap,
+            "emergency promotion: this region is the primary"
+        ),
+    }
+    change
 }

@@ -49,7 +49,7 @@ pub(crate) fn main(args: LinkArgs) -> Result<(), Failure> {
     };
     let path = format!("/links/{}/{}/{action}", args.a, args.b);
     let response = crate::runtime()?
-        .block_on(local::http::request(
+        .block_on(agent::client::request(
             control,
             "POST",
             &path,

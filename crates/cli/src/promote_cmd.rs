@@ -50,13 +50,13 @@ pub(crate) fn main(args: PromoteArgs) -> Result<(), Failure> {
         .map(|(_, a)| *a)
         .expect("region checked");
     let change = crate::runtime()?
-        .block_on(crate::failover_cmd::send(
+        .block_on(agent::client::change(
             addr,
             "/promote?force=1",
             Duration::from_secs(15),
         ))
         .map_err(Failure::runtime)?;
-    let gap = match change["offset_gap"].as_u64() {
+    let gap = match change.offset_gap {
         Some(0) => "it had received everything its agent last saw from the old primary".into(),
         Some(n) => format!(
             "it had not received at least {n} bytes of the old primary's replication stream \
@@ -69,7 +69,7 @@ pub(crate) fn main(args: PromoteArgs) -> Result<(), Failure> {
     };
     println!(
         "{} is the primary at epoch {}; {gap}",
-        args.region, change["epoch"]
+        args.region, change.epoch
     );
     Ok(())
 }

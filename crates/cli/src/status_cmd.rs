@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent::client as view;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use local::view;
 use topology::Topology;
 
 use crate::exit::Failure;
@@ -32,13 +32,15 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
     let agents = crate::failover_cmd::agents(&topology, &args.agents)?;
     let local_mode = args.agents.is_empty();
     let credentials = local_mode.then(|| {
-        local::layout::Layout::new(&topology.local.data_dir)
-            .map(|l| l.secrets())
-            .unwrap_or_default()
+        let data = &topology.local.data_dir;
+        let data = std::env::current_dir().map_or_else(|_| data.clone(), |d| d.join(data));
+        data.join(region_spec::credentials::LOCAL_DIR)
     });
     let unhealthy = crate::runtime()?
         .block_on(async {
-            let mut shutdown = crate::signal::shutdown_on_signals().context("signals")?;
+            let mut shutdown: agent::Shutdown = crate::signal::shutdown_on_signals()
+                .context("signals")?
+                .into();
             loop {
                 let rows = view::fetch(&agents).await;
                 if args.json {
@@ -62,7 +64,7 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.wait_for(|s| *s) => return Ok(bad),
+                    _ = shutdown.wait() => return Ok(bad),
                 }
             }
         })

@@ -4,9 +4,10 @@ use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent::client as view;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use local::{view, Cluster, Options};
+use local::{Cluster, Options};
 use topology::Topology;
 
 use crate::exit::Failure;
@@ -58,7 +59,9 @@ macro_rules! say {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let mut shutdown = stop_signals().context("cannot install signal handlers")?;
+    let mut shutdown: agent::Shutdown = stop_signals()
+        .context("cannot install signal handlers")?
+        .into();
     let name = options.topology.name.clone();
     say!(
         "starting {name}: {} regions…\n",
@@ -74,7 +77,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait() => break,
         }
         let rows = view::fetch(&agents).await;
         let table = view::table(&rows);
@@ -145,7 +148,7 @@ fn intro(cluster: &Cluster) {
     let first = t.local.ports(t.primary).redis;
     say!(
         "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n\n",
-        secrets.join("app.password").display()
+        secrets.join(region_spec::credentials::APP_FILE).display()
     );
     say!(
         "Cut the WAN between two regions: georep link cut {} {}\n",

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use agent::redis_conf::StartAs;
+use region_spec::redis_conf::StartAs;
 use topology::Topology;
 
 use crate::{pod, RenderError};
@@ -13,7 +13,7 @@ pub(crate) const REDIS_CONF_FILE: &str = "redis.conf";
 pub(crate) const TOPOLOGY_FILE: &str = "topology.toml";
 
 /// Redis's shutdown-timeout: how long a primary stopping waits for its replicas to catch up.
-pub(crate) const SHUTDOWN_TIMEOUT_SECS: i64 = agent::redis_conf::SHUTDOWN_TIMEOUT_SECS;
+pub(crate) const SHUTDOWN_TIMEOUT_SECS: i64 = region_spec::redis_conf::SHUTDOWN_TIMEOUT_SECS;
 
 /// The redis.conf of region `region` in its pod.
 ///
@@ -53,7 +53,7 @@ pub fn redis_conf(topology: &Topology, region: usize, source: &str) -> String {
             primary_port: topology::pod_peer_port(topology.primary),
         }
     };
-    header + &agent::redis_conf::settings(topology, start)
+    header + &region_spec::redis_conf::settings(topology, start)
 }
 
 /// The topology file as the pod gets it: the operator's text, with `key_file` commented out (it

@@ -116,7 +116,7 @@ pub(crate) fn secrets_base(topology: &Topology, options: &Options, source: &str)
     k.secret_generator.push(Generator {
         name: names::CREDENTIALS_SECRET,
         type_: Some("Opaque"),
-        files: agent::Passwords::FILES
+        files: region_spec::credentials::FILES
             .iter()
             .map(|f| f.to_string())
             .collect(),

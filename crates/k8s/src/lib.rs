@@ -48,19 +48,19 @@ pub use conf::{pod_topology, redis_conf};
 /// same paths, so the rendered agent runs with `--topology` and `--region` only.
 pub mod pod {
     /// Redis's port, reachable only through the ClusterIP Service `redis`.
-    pub const REDIS_PORT: u16 = 6379;
+    pub const REDIS_PORT: u16 = region_spec::pod::REDIS_PORT;
     /// The agent's tunnel server, the only port behind the load balancer.
-    pub const TUNNEL_PORT: u16 = 56379;
+    pub const TUNNEL_PORT: u16 = region_spec::pod::TUNNEL_PORT;
     /// The agent's HTTP port: `/status`, `/metrics`, `/healthz`, `/readyz`.
-    pub const HTTP_PORT: u16 = 9121;
+    pub const HTTP_PORT: u16 = region_spec::pod::HTTP_PORT;
     /// The topology file (from the ConfigMap).
     pub const TOPOLOGY: &str = "/etc/georep/topology.toml";
     /// Directory of the mounted tunnel key Secret.
-    pub const TUNNEL_KEY_DIR: &str = "/etc/georep/tunnel";
+    pub const TUNNEL_KEY_DIR: &str = region_spec::pod::TUNNEL_KEY_DIR;
     /// The tunnel key the agent dials with (the agent's `--key` default).
-    pub const TUNNEL_KEY: &str = "/etc/georep/tunnel/key";
+    pub const TUNNEL_KEY: &str = region_spec::pod::TUNNEL_KEY;
     /// Directory of the mounted password Secret (the agent's `--credentials` default).
-    pub const CREDENTIALS: &str = "/etc/georep/credentials";
+    pub const CREDENTIALS: &str = region_spec::pod::CREDENTIALS;
     /// Directory holding redis.conf in the Redis container.
     pub const REDIS_CONF_DIR: &str = "/usr/local/etc/redis";
     /// redis.conf in the Redis container.
@@ -263,7 +263,11 @@ pub fn render(
 /// The secret files `DIR/secrets/` must hold for `kubectl apply -k` to work.
 pub fn secret_files(options: &Options) -> Vec<String> {
     let mut files = options.tunnel_keys.clone();
-    files.extend(agent::Passwords::FILES.iter().map(|f| f.to_string()));
+    files.extend(
+        region_spec::credentials::FILES
+            .iter()
+            .map(|f| f.to_string()),
+    );
     files
 }
 
@@ -368,7 +372,8 @@ fn validate(topology: &Topology, options: &Options) -> Result<(), RenderError> {
                 names::SECRETS_DIR
             ));
         }
-        if agent::Passwords::FILES.contains(&name.as_str()) || name == "kustomization.yaml" {
+        if region_spec::credentials::FILES.contains(&name.as_str()) || name == "kustomization.yaml"
+        {
             return invalid(format!("--tunnel-key {name:?}: that file name is taken"));
         }
         if !seen.insert(name) {

@@ -304,25 +304,25 @@ fn redis(topology: &Topology) -> Result<Container, RenderError> {
 }
 
 fn agent(topology: &Topology, region: usize, options: &Options, image: String) -> Container {
-    let mut args = vec![
-        "agent".to_owned(),
-        "--topology".to_owned(),
-        pod::TOPOLOGY.to_owned(),
-        "--region".to_owned(),
-        topology.regions[region].name.clone(),
-    ];
     // One key: the agent's default path. During a rotation, every key, the dialling one first.
-    if options.tunnel_keys.len() > 1 {
-        for i in 0..options.tunnel_keys.len() {
-            args.push("--key".to_owned());
-            args.push(format!("{}/{}", pod::TUNNEL_KEY_DIR, key_item(i)));
-        }
-    }
+    let keys = if options.tunnel_keys.len() > 1 {
+        (0..options.tunnel_keys.len())
+            .map(|i| format!("{}/{}", pod::TUNNEL_KEY_DIR, key_item(i)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let flags = region_spec::AgentFlags {
+        topology: pod::TOPOLOGY.to_owned(),
+        region: topology.regions[region].name.clone(),
+        keys,
+        ..region_spec::AgentFlags::default()
+    };
     Container {
         name: "georep-agent".to_owned(),
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(args),
+        args: Some(flags.args()),
         ports: Some(vec![
             port("tunnel", pod::TUNNEL_PORT),
             port("metrics", pod::HTTP_PORT),
@@ -402,7 +402,7 @@ fn item(key: &str, path: &str, mode: i32) -> KeyToPath {
 
 fn volumes(options: &Options) -> Vec<Volume> {
     let passwords = || -> Vec<KeyToPath> {
-        agent::Passwords::FILES
+        region_spec::credentials::FILES
             .iter()
             .map(|f| item(f, &format!("credentials/{f}"), SECRET_MODE))
             .collect()
@@ -458,7 +458,7 @@ fn volumes(options: &Options) -> Vec<Volume> {
                 secret_name: Some(names::CREDENTIALS_SECRET.to_owned()),
                 default_mode: Some(SECRET_MODE),
                 items: Some(
-                    agent::Passwords::FILES
+                    region_spec::credentials::FILES
                         .iter()
                         .map(|f| item(f, f, SECRET_MODE))
                         .collect(),

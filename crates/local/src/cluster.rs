@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::Passwords;
-use serde::Serialize;
+use region_spec::AgentFlags;
 use tokio::sync::{watch, Mutex};
 use topology::Topology;
 use wan::{Link, LinkHandle, LinkParams};
 
 use crate::layout::{self, Layout};
 use crate::process::{Spec, Supervised};
+use crate::regions::{pids, set_cut, Links, Pids, RegionProcs};
 
 /// What `georep up` needs besides the topology.
 #[derive(Debug, Clone)]
@@ -58,31 +59,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
     move |source| UpError::Io { what, source }
 }
 
-struct RegionProcs {
-    redis: Supervised,
-    agent: Supervised,
-    /// Killed on purpose ([`Cluster::kill_region`]): not restarted until [`Cluster::start_region`].
-    held: bool,
-}
-
-/// Process ids of one region, as served on the control API.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Pids {
-    /// Region name.
-    pub region: String,
-    /// Its redis-server.
-    pub redis: Option<u32>,
-    /// Its agent.
-    pub agent: Option<u32>,
-}
-
 /// A running local deployment.
 pub struct Cluster {
     topology: Arc<Topology>,
     layout: Layout,
     passwords: Passwords,
     regions: Arc<Mutex<Vec<RegionProcs>>>,
-    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    links: Links,
     stop_tx: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
     georep: PathBuf,
@@ -154,7 +137,8 @@ impl Cluster {
         }
         let mut procs = Vec::new();
         for (r, redis) in topology.regions.iter().zip(regions) {
-            let agent = Supervised::start(agent_spec(&topology, &layout, &georep, r.index))
+            let flags = agent_flags(&topology, &layout, r.index);
+            let agent = Supervised::start(agent_spec(&layout, &georep, &flags))
                 .map_err(io(format!("starting the agent for {}", r.name)))?;
             procs.push(RegionProcs {
                 redis,
@@ -224,17 +208,9 @@ impl Cluster {
         region: usize,
         keys: &[PathBuf],
     ) -> std::io::Result<()> {
-        let mut spec = agent_spec(&self.topology, &self.layout, &self.georep, region);
-        let at = spec
-            .args
-            .iter()
-            .position(|a| a == "--key")
-            .expect("agent_spec passes --key");
-        spec.args.drain(at..at + 2);
-        for k in keys.iter().rev() {
-            spec.args.insert(at, k.display().to_string());
-            spec.args.insert(at, "--key".into());
-        }
+        let mut flags = agent_flags(&self.topology, &self.layout, region);
+        flags.keys = keys.iter().map(|k| k.display().to_string()).collect();
+        let spec = agent_spec(&self.layout, &self.georep, &flags);
         let mut regions = self.regions.lock().await;
         let agent = &mut regions[region].agent;
         agent.stop(Duration::from_secs(10)).await;
@@ -358,53 +334,11 @@ impl Cluster {
             Arc::clone(&self.topology),
             Arc::clone(&self.links),
             Arc::clone(&self.regions).into(),
-            stop,
+            stop.into(),
         ));
         *self.control.lock().await = Some(task);
         Ok(())
     }
-}
-
-pub(crate) fn set_cut(links: &[(usize, usize, LinkHandle)], a: usize, b: usize, cut: bool) {
-    for (f, t, l) in links {
-        if (*f, *t) == (a, b) || (*f, *t) == (b, a) {
-            if cut {
-                l.cut();
-            } else {
-                l.heal();
-            }
-        }
-    }
-}
-
-/// Shared access to the processes for the control API.
-#[derive(Clone)]
-pub(crate) struct Procs(Arc<Mutex<Vec<RegionProcs>>>);
-
-impl From<Arc<Mutex<Vec<RegionProcs>>>> for Procs {
-    fn from(p: Arc<Mutex<Vec<RegionProcs>>>) -> Self {
-        Self(p)
-    }
-}
-
-impl Procs {
-    pub(crate) async fn pids(&self, topology: &Topology) -> Vec<Pids> {
-        pids(topology, &self.0).await
-    }
-}
-
-async fn pids(topology: &Topology, regions: &Mutex<Vec<RegionProcs>>) -> Vec<Pids> {
-    let regions = regions.lock().await;
-    topology
-        .regions
-        .iter()
-        .zip(regions.iter())
-        .map(|(r, p)| Pids {
-            region: r.name.clone(),
-            redis: p.redis.pid(),
-            agent: p.agent.pid(),
-        })
-        .collect()
 }
 
 fn redis_addr(topology: &Topology, i: usize) -> SocketAddr {
@@ -464,50 +398,43 @@ fn current_primary(topology: &Topology, layout: &Layout) -> usize {
         .unwrap_or(topology.primary)
 }
 
-fn agent_spec(topology: &Topology, layout: &Layout, georep: &std::path::Path, i: usize) -> Spec {
+/// The agent's flags under `georep up`: the pod's, with ports from the local port map and peer
+/// endpoints pointing at the WAN emulator.
+fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
     let name = &topology.regions[i].name;
     let ports = topology.local.ports(i);
     let source =
         std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone());
-    let mut args = vec![
-        "agent".to_string(),
-        "--topology".into(),
-        source.display().to_string(),
-        "--region".into(),
-        name.clone(),
-        "--redis".into(),
-        format!("127.0.0.1:{}", ports.redis),
-        "--key".into(),
-        layout.tunnel_key().display().to_string(),
-        "--credentials".into(),
-        layout.secrets().display().to_string(),
-        "--tunnel-listen".into(),
-        format!("[127.0.0.1]:{}", ports.tunnel),
-        "--http".into(),
-        format!("127.0.0.1:{}", ports.http),
-        "--peer-port-base".into(),
-        ports.peer_base.to_string(),
-        "--announce-port-base".into(),
-        topology.local.ports(topology.primary).peer_base.to_string(),
-        "--state-dir".into(),
-        layout.region(name).display().to_string(),
-    ];
-    for r in &topology.regions {
-        if r.index != i {
-            args.push("--peer-endpoint".into());
-            args.push(format!(
-                "{}=[127.0.0.1]:{}",
-                r.name,
-                topology.local.wan_listener(i, r.index)
-            ));
-        }
+    AgentFlags {
+        topology: source.display().to_string(),
+        region: name.clone(),
+        redis: Some(format!("127.0.0.1:{}", ports.redis)),
+        keys: vec![layout.tunnel_key().display().to_string()],
+        credentials: Some(layout.secrets().display().to_string()),
+        tunnel_listen: Some(format!("[127.0.0.1]:{}", ports.tunnel)),
+        http: Some(format!("127.0.0.1:{}", ports.http)),
+        peer_port_base: Some(ports.peer_base),
+        announce_port_base: Some(topology.local.ports(topology.primary).peer_base),
+        state_dir: Some(layout.region(name).display().to_string()),
+        peer_endpoints: topology
+            .regions
+            .iter()
+            .filter(|r| r.index != i)
+            .map(|r| {
+                let wan = topology.local.wan_listener(i, r.index);
+                (r.name.clone(), format!("[127.0.0.1]:{wan}"))
+            })
+            .collect(),
     }
+}
+
+fn agent_spec(layout: &Layout, georep: &std::path::Path, flags: &AgentFlags) -> Spec {
     Spec {
-        name: format!("agent {name}"),
+        name: format!("agent {}", flags.region),
         program: georep.to_owned(),
-        args,
-        log: layout.region(name).join("agent.log"),
-        record: layout.region(name).join("agent.pid.json"),
+        args: flags.args(),
+        log: layout.region(&flags.region).join("agent.log"),
+        record: layout.region(&flags.region).join("agent.pid.json"),
     }
 }
 

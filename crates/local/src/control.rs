@@ -7,16 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
-use tokio::sync::watch;
 use topology::Topology;
-use wan::LinkHandle;
 
-use crate::cluster::{Pids, Procs};
+use crate::regions::{set_cut, Links, Pids, Procs};
 
 #[derive(Clone)]
 struct Ctx {
     topology: Arc<Topology>,
-    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    links: Links,
     procs: Procs,
 }
 
@@ -38,9 +36,9 @@ pub struct LinkView {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     topology: Arc<Topology>,
-    links: Arc<Vec<(usize, usize, LinkHandle)>>,
+    links: Links,
     procs: Procs,
-    mut stop: watch::Receiver<bool>,
+    mut stop: agent::Shutdown,
 ) {
     let ctx = Ctx {
         topology,
@@ -54,7 +52,7 @@ pub(crate) async fn serve(
         .with_state(ctx);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            stop.wait().await;
         })
         .await;
 }
@@ -108,7 +106,7 @@ async fn change_link(
         "heal" => false,
         _ => return (StatusCode::NOT_FOUND, "action must be cut or heal\n".into()),
     };
-    crate::cluster::set_cut(&ctx.links, ra.index, rb.index, cut);
+    set_cut(&ctx.links, ra.index, rb.index, cut);
     tracing::info!(a = %a, b = %b, action = %action, "WAN link changed");
     (StatusCode::OK, format!("{action}: {a} <-> {b}\n"))
 }

@@ -20,8 +20,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use agent::redis_conf::StartAs;
 use agent::Passwords;
+use region_spec::redis_conf::StartAs;
 use topology::Topology;
 
 /// Paths inside the data directory.
@@ -44,7 +44,7 @@ impl Layout {
 
     /// The secrets directory (also the agents' `--credentials`).
     pub fn secrets(&self) -> PathBuf {
-        self.root.join("secrets")
+        self.root.join(region_spec::credentials::LOCAL_DIR)
     }
 
     /// The tunnel key shared by every region.
@@ -130,5 +130,5 @@ pub fn redis_conf(
             primary_port: ports.peer(primary),
         }
     };
-    header + &agent::redis_conf::settings(topology, start)
+    header + &region_spec::redis_conf::settings(topology, start)
 }

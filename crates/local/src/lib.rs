@@ -10,14 +10,17 @@
 pub mod claim;
 mod cluster;
 pub mod control;
-pub mod http;
 pub mod layout;
 pub mod leftovers;
 pub mod lock;
 pub mod port_check;
 pub mod process;
 mod procfs;
+mod regions;
 pub mod secrets;
-pub mod view;
 
-pub use cluster::{Cluster, Options, Pids, UpError};
+/// The HTTP client of the agent's API, where the tests and tools that drive `georep up` found it
+/// before it moved to the agent crate.
+pub use agent::client as http;
+pub use cluster::{Cluster, Options, UpError};
+pub use regions::Pids;

@@ -42,6 +42,7 @@ pub use settings::{
     KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, DEFAULT_OUTAGE_BUDGET,
     DEFAULT_WRITE_RATE_BYTES_PER_SEC, MIN_REPL_BACKLOG_BYTES,
 };
+pub use units::{parse_duration, DurationError};
 
 use error::Reporter;
 use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawTopology, Strings};

@@ -6,15 +6,32 @@
 
 use std::time::Duration;
 
-/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`).
+/// A duration that does not parse: the sentence says why and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+/// Parses a command-line duration: the topology file's syntax ([`duration`]) plus minutes
+/// (`"1m"`), which flags such as `georep failover --timeout` have always taken.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    scaled_duration(s, true).map_err(DurationError)
+}
+
+/// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`), as the topology file writes them.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    scaled_duration(s, false)
+}
+
+fn scaled_duration(s: &str, minutes: bool) -> Result<Duration, String> {
     const UNITS: &[(&str, u128)] = &[
         ("us", 1_000),
         ("µs", 1_000),
         ("ms", 1_000_000),
         ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
     ];
-    let nanos = scaled(s, UNITS, 1).map_err(|why| {
+    let units = if minutes { UNITS } else { &UNITS[..4] };
+    let nanos = scaled(s, units, 1).map_err(|why| {
         format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
     })?;
     u64::try_from(nanos).map(Duration::from_nanos).map_err(|_| {
@@ -199,6 +216,8 @@ mod tests {
             let e = duration(bad).unwrap_err();
             assert!(e.starts_with("invalid duration"), "{bad}: {e}");
         }
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(
             duration("99999999999999999999s").unwrap_err(),
             "invalid duration \"99999999999999999999s\": too large (at most 18446744073s)"

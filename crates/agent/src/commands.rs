@@ -1,0 +1,264 @@
+//! Every command the agent sends to a Redis — its own or another region's through a tunnel
+//! client — in one place: replication role, the fence, `georep:meta`, the switchover mark,
+//! write pauses, ACL checks and the heartbeat stream. Nothing else in the crate builds a command.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use resp::{Conn, Info, Value};
+use topology::Topology;
+
+use crate::cluster_view::Known;
+use crate::credentials::{Passwords, ADMIN_USER, APP_USER, REPLICATION_USER};
+
+/// The hash holding the epoch and the primary's name, in every Redis.
+pub(crate) const META: &str = "georep:meta";
+/// Set on the primary (with a time to live) while a planned switchover runs; replicated to every
+/// region, where a forced promotion finds it and is refused.
+pub(crate) const SWITCHOVER_MARK: &str = "georep:switchover";
+/// The `georep:meta` field holding the epoch a planned switchover will record.
+const PENDING_EPOCH: &str = "switchover_epoch";
+/// The heartbeat stream the primary's agent stamps.
+pub(crate) const HEARTBEAT: &str = "georep:heartbeat";
+/// The fence: a primary with `min-replicas-to-write 1` takes no write without a replica.
+const FENCE: &str = "min-replicas-to-write";
+
+/// An admin connection to one Redis.
+#[derive(Debug)]
+pub(crate) struct Redis(Conn);
+
+impl Redis {
+    /// Connects and authenticates as the admin user.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        passwords: &Passwords,
+        timeout: Duration,
+    ) -> Result<Self, resp::Error> {
+        Ok(Self(
+            Conn::connect(addr, Some(&passwords.admin_login()), timeout).await?,
+        ))
+    }
+
+    /// `INFO` for the given sections.
+    pub(crate) async fn info(&mut self, sections: &[&str]) -> Result<Info, resp::Error> {
+        self.0.info(sections).await
+    }
+
+    /// `INFO replication`, waiting at most `wait` for the reply.
+    pub(crate) async fn replication_within(&mut self, wait: Duration) -> Result<Info, resp::Error> {
+        let v = self
+            .0
+            .cmd_with_timeout(&["INFO", "replication"], wait)
+            .await?;
+        Ok(Info::parse(&v.text().unwrap_or_default()))
+    }
+
+    /// Its `georep:meta`, if it holds one naming a region of the topology.
+    pub(crate) async fn read_meta(
+        &mut self,
+        topology: &Topology,
+    ) -> Result<Option<Known>, resp::Error> {
+        let reply = self.0.cmd(&["HMGET", META, "epoch", "primary"]).await?;
+        let Value::Array(Some(fields)) = reply else {
+            return Ok(None);
+        };
+        let epoch = fields
+            .first()
+            .and_then(Value::text)
+            .and_then(|e| e.parse().ok());
+        let primary = fields
+            .get(1)
+            .and_then(Value::text)
+            .and_then(|p| topology.region(&p).map(|r| r.index));
+        Ok(match (epoch, primary) {
+            (Some(epoch), Some(primary)) => Some(Known { epoch, primary }),
+            _ => None,
+        })
+    }
+
+    /// Writes `georep:meta`: the epoch and the primary's name live in the data, so every replica
+    /// holds the epoch of what it has. The only writer of the hash.
+    pub(crate) async fn write_meta(
+        &mut self,
+        known: Known,
+        topology: &Topology,
+    ) -> Result<(), resp::Error> {
+        let epoch = known.epoch.to_string();
+        let name = topology.regions[known.primary].name.as_str();
+        self.0
+            .cmd(&["HSET", META, "epoch", epoch.as_str(), "primary", name])
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the fence is on (`min-replicas-to-write` is not 0).
+    pub(crate) async fn fence_on(&mut self) -> Result<bool, resp::Error> {
+        Ok(self
+            .config_get(&[FENCE])
+            .await?
+            .get(FENCE)
+            .is_some_and(|v| v != "0"))
+    }
+
+    /// Lifts the fence.
+    pub(crate) async fn lift_fence(&mut self) -> Result<(), resp::Error> {
+        self.config_set(FENCE, "0").await
+    }
+
+    /// `REPLICAOF host port`.
+    pub(crate) async fn follow(&mut self, host: &str, port: u16) -> Result<(), resp::Error> {
+        self.0.cmd(&["REPLICAOF", host, &port.to_string()]).await?;
+        Ok(())
+    }
+
+    /// `REPLICAOF NO ONE`.
+    pub(crate) async fn become_primary(&mut self) -> Result<(), resp::Error> {
+        self.0.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
+        Ok(())
+    }
+
+    /// Makes this Redis the primary at `known`: `REPLICAOF NO ONE`, then the epoch.
+    pub(crate) async fn promote_at(
+        &mut self,
+        known: Known,
+        topology: &Topology,
+    ) -> Result<(), resp::Error> {
+        self.become_primary().await?;
+        self.write_meta(known, topology).await
+    }
+
+    /// Whether it answers as an unfenced primary.
+    pub(crate) async fn is_serving_primary(&mut self) -> Result<bool, resp::Error> {
+        let role = self.info(&["replication"]).await?;
+        Ok(role.get("role") == Some("master") && !self.fence_on().await?)
+    }
+
+    /// `CLIENT PAUSE <ms> WRITE`.
+    pub(crate) async fn pause_writes(&mut self, duration: Duration) -> Result<(), resp::Error> {
+        let ms = duration.as_millis().to_string();
+        self.0
+            .cmd(&["CLIENT", "PAUSE", ms.as_str(), "WRITE"])
+            .await?;
+        Ok(())
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub(crate) async fn unpause(&mut self) -> Result<(), resp::Error> {
+        self.0.cmd(&["CLIENT", "UNPAUSE"]).await?;
+        Ok(())
+    }
+
+    /// Marks a planned switchover for `ttl`, and notes the epoch it will record in
+    /// `georep:meta` (no time limit: later changes take a higher epoch).
+    pub(crate) async fn mark_switchover(
+        &mut self,
+        what: &str,
+        ttl: Duration,
+        epoch: u64,
+    ) -> Result<(), resp::Error> {
+        let epoch = epoch.to_string();
+        self.0
+            .cmd(&["HSET", META, PENDING_EPOCH, epoch.as_str()])
+            .await?;
+        let ms = ttl.as_millis().to_string();
+        self.0
+            .cmd(&["SET", SWITCHOVER_MARK, what, "PX", ms.as_str()])
+            .await?;
+        Ok(())
+    }
+
+    /// The highest epoch this Redis holds or has had marked for a switchover (0 if none).
+    pub(crate) async fn highest_epoch(&mut self) -> Result<u64, resp::Error> {
+        let reply = self.0.cmd(&["HMGET", META, "epoch", PENDING_EPOCH]).await?;
+        let Value::Array(Some(fields)) = reply else {
+            return Ok(0);
+        };
+        Ok(fields
+            .iter()
+            .filter_map(|f| f.text()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The switchover mark, if one is live.
+    pub(crate) async fn switchover_mark(&mut self) -> Result<Option<String>, resp::Error> {
+        Ok(self.0.cmd(&["GET", SWITCHOVER_MARK]).await?.text())
+    }
+
+    /// Deletes the switchover mark.
+    pub(crate) async fn clear_switchover_mark(&mut self) -> Result<(), resp::Error> {
+        self.0.cmd(&["DEL", SWITCHOVER_MARK]).await?;
+        Ok(())
+    }
+
+    /// `CONFIG GET` of several parameters.
+    pub(crate) async fn config_get(
+        &mut self,
+        names: &[&str],
+    ) -> Result<HashMap<String, String>, resp::Error> {
+        let mut args = vec!["CONFIG", "GET"];
+        args.extend_from_slice(names);
+        let mut out = HashMap::new();
+        if let Value::Array(Some(items)) = self.0.cmd(&args).await? {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    if let (Some(k), Some(v)) = (k.text(), v.text()) {
+                        out.insert(k, v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `CONFIG SET name value`. Values are never logged: `masterauth` is a password.
+    pub(crate) async fn config_set(&mut self, name: &str, value: &str) -> Result<(), resp::Error> {
+        self.0.cmd(&["CONFIG", "SET", name, value]).await?;
+        Ok(())
+    }
+
+    /// Re-applies the ACL file if someone changed the users at run time (or turned the default
+    /// user on).
+    pub(crate) async fn ensure_acl(&mut self) -> Result<(), resp::Error> {
+        let default = self.0.cmd(&["ACL", "GETUSER", "default"]).await?;
+        let default_off = match &default {
+            Value::Array(Some(fields)) => fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(Value::text).as_deref() == Some("flags"))
+                .and_then(|kv| kv.get(1))
+                .is_some_and(|flags| matches!(flags, Value::Array(Some(f)) if f.iter().any(|x| x.text().as_deref() == Some("off")))),
+            _ => false,
+        };
+        let users = self.0.cmd(&["ACL", "USERS"]).await?;
+        let names: Vec<String> = match users {
+            Value::Array(Some(u)) => u.iter().filter_map(Value::text).collect(),
+            _ => Vec::new(),
+        };
+        let expected = [ADMIN_USER, REPLICATION_USER, APP_USER];
+        if !default_off || !expected.iter().all(|u| names.iter().any(|n| n == u)) {
+            tracing::warn!("ACL users differ from the ACL file; reloading it");
+            self.0.cmd(&["ACL", "LOAD"]).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends a heartbeat stamp (`READONLY` while this Redis is a replica).
+    pub(crate) async fn stamp_heartbeat(&mut self, now_ms: u64) -> Result<(), resp::Error> {
+        let stamp = now_ms.to_string();
+        self.0
+            .cmd(&["XADD", HEARTBEAT, "MAXLEN", "~", "100", "*", "ms", &stamp])
+            .await?;
+        Ok(())
+    }
+
+    /// Blocks up to a second for heartbeat stamps after `last_id`; the raw `XREAD` reply.
+    pub(crate) async fn read_heartbeat(&mut self, last_id: &str) -> Result<Value, resp::Error> {
+        let block = [
+            "XREAD", "COUNT", "100", "BLOCK", "1000", "STREAMS", HEARTBEAT, last_id,
+        ];
+        self.0
+            .cmd_with_timeout(&block, Duration::from_secs(3))
+            .await
+    }
+}

@@ -1,0 +1,203 @@
+//! What the agent's tasks share: the configuration, and four `watch` channels, each written by
+//! one kind of task and read (or subscribed to) by the others.
+//!
+//! Why channels and not locks: a `watch` never poisons (a task that panics while holding a std
+//! lock would turn every later `lock()` into a panic), readers never block the writer for long,
+//! and other tasks can `subscribe()` and wake on every change — the primary endpoint and the
+//! Sentinel-compatible port planned next follow [`ClusterView`] that way.
+//!
+//! | channel | written by | read by |
+//! | --- | --- | --- |
+//! | `view` ([`ClusterView`]) | control round, change of primary | everyone: heartbeat, HTTP, future endpoints |
+//! | `status` ([`RegionStatus`]) | control round (report) | HTTP `/status`, `/readyz` |
+//! | `changes` ([`Changes`]) | change of primary | HTTP, control round (report) |
+//! | `progress` ([`Progress`]) | heartbeat reader, control round | control round, forced promotion |
+
+use std::collections::HashMap;
+
+use tokio::sync::watch;
+
+use crate::cluster_view::Known;
+use crate::config::AgentConfig;
+use crate::metrics::AgentMetrics;
+use crate::plan::{LagTracker, Role};
+use crate::status::{PrimaryChange, RegionStatus};
+
+/// The control loop's view of the cluster: who is primary at which epoch, and whether our own
+/// Redis is fenced. Subscribe with [`Shared::watch_view`] to learn of every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The highest (epoch, primary) known, as the last control round (or a change) set it.
+    pub known: Known,
+    /// Set while our Redis is held read-only for want of a confirmation (see
+    /// [`crate::cluster_view`]): why.
+    pub fenced: Option<String>,
+}
+
+/// Changes of primary carried out by this agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// The change in progress, if any (`failover to X`): one at a time.
+    pub in_progress: Option<String>,
+    /// The last change that completed.
+    pub last: Option<PrimaryChange>,
+}
+
+/// Replication progress measured between rounds.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Heartbeat lag.
+    pub heartbeat: LagTracker,
+    /// The primary's `master_repl_offset` and ours, as last seen together by the control loop.
+    pub offsets: Option<(u64, u64)>,
+}
+
+/// Everything the agent's tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: AgentConfig,
+    pub(crate) metrics: AgentMetrics,
+    /// Our tunnel clients' metrics, by region index, for a link's failure reason.
+    pub(crate) links: HashMap<usize, tunnel::TunnelMetrics>,
+    /// Held by each control round and by a change of primary for its whole duration, so the
+    /// loop never acts on a half-done change.
+    pub(crate) round: tokio::sync::Mutex<()>,
+    view: watch::Sender<ClusterView>,
+    pub(crate) status: watch::Sender<RegionStatus>,
+    pub(crate) changes: watch::Sender<Changes>,
+    pub(crate) progress: watch::Sender<Progress>,
+}
+
+impl Shared {
+    /// The state at start: the epoch from the state file (else the topology's primary at epoch
+    /// 1), fenced until the first round has looked at the other regions.
+    pub(crate) fn new(
+        config: AgentConfig,
+        metrics: AgentMetrics,
+        links: HashMap<usize, tunnel::TunnelMetrics>,
+    ) -> Self {
+        let known = persisted(&config).unwrap_or(Known {
+            epoch: 1,
+            primary: config.topology.primary,
+        });
+        let view = ClusterView {
+            known,
+            fenced: Some("starting".into()),
+        };
+        let status = RegionStatus {
+            name: config.region_name().to_owned(),
+            redis_addr: config.redis.to_string(),
+            primary: config.topology.regions[known.primary].name.clone(),
+            ..RegionStatus::default()
+        };
+        Self {
+            config,
+            metrics,
+            links,
+            round: tokio::sync::Mutex::new(()),
+            view: watch::Sender::new(view),
+            status: watch::Sender::new(status),
+            changes: watch::Sender::new(Changes::default()),
+            progress: watch::Sender::new(Progress::default()),
+        }
+    }
+
+    /// The current view.
+    pub(crate) fn view(&self) -> ClusterView {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that sees every later change of the view.
+    #[allow(dead_code)] // the primary endpoint and Sentinel port (next) subscribe
+    pub(crate) fn watch_view(&self) -> watch::Receiver<ClusterView> {
+        self.view.subscribe()
+    }
+
+    /// The highest (epoch, primary) known.
+    pub(crate) fn known(&self) -> Known {
+        self.view.borrow().known
+    }
+
+    /// Whether our Redis is held fenced.
+    pub(crate) fn fenced(&self) -> Option<String> {
+        self.view.borrow().fenced.clone()
+    }
+
+    /// Sets the fence reason (`None`: unfenced).
+    pub(crate) fn set_fenced(&self, why: Option<String>) {
+        self.view.send_if_modified(|v| {
+            let changed = v.fenced != why;
+            v.fenced = why;
+            changed
+        });
+    }
+
+    /// Sets the known epoch and records it in the state file.
+    pub(crate) fn record(&self, known: Known) -> std::io::Result<()> {
+        let c = &self.config;
+        self.view.send_if_modified(|v| {
+            let changed = v.known != known;
+            v.known = known;
+            changed
+        });
+        crate::state::save(
+            &c.state_dir,
+            &crate::state::State {
+                epoch: known.epoch,
+                primary: c.topology.regions[known.primary].name.clone(),
+            },
+        )
+    }
+
+    /// The role our Redis should have, given the known primary.
+    pub(crate) fn desired_role(&self) -> Role {
+        let c = &self.config;
+        let known = self.known();
+        if known.primary == c.region {
+            Role::Primary
+        } else {
+            let addr = c.peer_addr(known.primary);
+            Role::Replica {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }
+        }
+    }
+
+    /// Claims the one change-of-primary slot, or says which change holds it.
+    pub(crate) fn claim_change(&self, what: String) -> Result<ChangeClaim<'_>, String> {
+        let mut holder = None;
+        self.changes.send_if_modified(|c| match &c.in_progress {
+            Some(other) => {
+                holder = Some(other.clone());
+                false
+            }
+            None => {
+                c.in_progress = Some(what);
+                true
+            }
+        });
+        match holder {
+            Some(other) => Err(other),
+            None => Ok(ChangeClaim(self)),
+        }
+    }
+}
+
+/// The change-of-primary slot, released on drop (whatever the outcome).
+pub(crate) struct ChangeClaim<'a>(&'a Shared);
+
+impl Drop for ChangeClaim<'_> {
+    fn drop(&mut self) {
+        self.0.changes.send_modify(|c| c.in_progress = None);
+    }
+}
+
+/// The known epoch from the state file.
+pub(crate) fn persisted(config: &AgentConfig) -> Option<Known> {
+    let s = crate::state::load(&config.state_dir)?;
+    let primary = config.topology.region(&s.primary)?.index;
+    Some(Known {
+        epoch: s.epoch,
+        primary,
+    })
+}

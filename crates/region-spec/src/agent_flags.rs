@@ -1,0 +1,114 @@
+//! The agent's command line (`georep agent …`), built once from a typed struct by both
+//! `georep up` and the Kubernetes renderer.
+
+/// Flags of `georep agent`. `None` (or an empty list) leaves the flag out: the agent's default,
+/// which is the pod's layout ([`crate::pod`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFlags {
+    /// `--topology FILE`.
+    pub topology: String,
+    /// `--region NAME`.
+    pub region: String,
+    /// `--redis ADDR`.
+    pub redis: Option<String>,
+    /// `--key FILE`, repeated; the first dials.
+    pub keys: Vec<String>,
+    /// `--credentials DIR`.
+    pub credentials: Option<String>,
+    /// `--tunnel-listen ADDR`.
+    pub tunnel_listen: Option<String>,
+    /// `--http ADDR`.
+    pub http: Option<String>,
+    /// `--peer-port-base BASE`.
+    pub peer_port_base: Option<u16>,
+    /// `--announce-port-base BASE`.
+    pub announce_port_base: Option<u16>,
+    /// `--state-dir DIR`.
+    pub state_dir: Option<String>,
+    /// `--peer-endpoint REGION=ADDR`, repeated.
+    pub peer_endpoints: Vec<(String, String)>,
+}
+
+impl AgentFlags {
+    /// The arguments after the program name, starting with the `agent` subcommand.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec!["agent".to_owned()];
+        let mut flag = |name: &str, value: String| {
+            args.push(format!("--{name}"));
+            args.push(value);
+        };
+        flag("topology", self.topology.clone());
+        flag("region", self.region.clone());
+        if let Some(v) = &self.redis {
+            flag("redis", v.clone());
+        }
+        for k in &self.keys {
+            flag("key", k.clone());
+        }
+        if let Some(v) = &self.credentials {
+            flag("credentials", v.clone());
+        }
+        if let Some(v) = &self.tunnel_listen {
+            flag("tunnel-listen", v.clone());
+        }
+        if let Some(v) = &self.http {
+            flag("http", v.clone());
+        }
+        if let Some(v) = self.peer_port_base {
+            flag("peer-port-base", v.to_string());
+        }
+        if let Some(v) = self.announce_port_base {
+            flag("announce-port-base", v.to_string());
+        }
+        if let Some(v) = &self.state_dir {
+            flag("state-dir", v.clone());
+        }
+        for (region, addr) in &self.peer_endpoints {
+            flag("peer-endpoint", format!("{region}={addr}"));
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_flags_set_appear_in_a_fixed_order() {
+        let pod = AgentFlags {
+            topology: "/etc/georep/topology.toml".into(),
+            region: "eu".into(),
+            ..AgentFlags::default()
+        };
+        assert_eq!(
+            pod.args(),
+            [
+                "agent",
+                "--topology",
+                "/etc/georep/topology.toml",
+                "--region",
+                "eu"
+            ]
+        );
+        let local = AgentFlags {
+            keys: vec!["a".into(), "b".into()],
+            peer_port_base: Some(16000),
+            peer_endpoints: vec![("us".into(), "[127.0.0.1]:1".into())],
+            ..pod
+        };
+        assert_eq!(
+            local.args()[5..],
+            [
+                "--key",
+                "a",
+                "--key",
+                "b",
+                "--peer-port-base",
+                "16000",
+                "--peer-endpoint",
+                "us=[127.0.0.1]:1"
+            ]
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The Redis settings georep wants, in one table: rendered into redis.conf by `georep up` and
+//! `georep render k8s` ([`settings`]), and kept in place by the agent at run time with
+//! `CONFIG SET` ([`run_time`]).
+//!
+//! Each environment writes its own redis.conf header (port, bind address, directories, ACL
+//! file); the persistence, replication and role lines come from here, so a local region and a
+//! pod start Redis the same way, and the agent corrects exactly what the file set.
+
+use topology::Topology;
+
+use crate::credentials::REPLICATION_USER;
+
+/// Redis's `shutdown-timeout`: how long a stopping primary waits for its replicas to catch up.
+pub const SHUTDOWN_TIMEOUT_SECS: i64 = 10;
+
+/// How a region's Redis starts, before its agent has looked at the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAs {
+    /// The region last known as primary: fenced (writes need one attached replica) until its agent
+    /// has confirmed the epoch with another region.
+    Primary {
+        /// Load the AOF (the durable copy after a crash), or the RDB (after a clean stop: it
+        /// carries the replication ID and offset, so replicas resume with a partial resync).
+        append_only: bool,
+    },
+    /// Any other region: a replica of the primary through the local tunnel client at this port,
+    /// so it never accepts a write, even before its agent runs.
+    Replica {
+        /// The port of our tunnel client to the primary's region.
+        primary_port: u16,
+    },
+}
+
+/// What the agent knows at run time that no file holds.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTime<'a> {
+    /// Our Redis should be the primary.
+    pub primary: bool,
+    /// Keep the fence on (`min-replicas-to-write 1`).
+    pub fenced: bool,
+    /// The port the primary's agent reaches us on (`replica-announce-port`).
+    pub announce_port: u16,
+    /// The replication user's password (`masterauth`); never written to a file.
+    pub masterauth: &'a str,
+}
+
+/// The persistence, replication and role lines of redis.conf, one per line, each ending in a
+/// newline.
+///
+/// The primary keeps an AOF fsynced every second and no RDB snapshots; a replica keeps RDB
+/// snapshots every outage-budget/2. No password appears: users come from the ACL file (hashes
+/// only) and the agent sets `masterauth` at run time.
+pub fn settings(topology: &Topology, start: StartAs) -> String {
+    table(topology, Phase::Boot(start))
+        .into_iter()
+        .map(|(name, value)| match value.as_str() {
+            "" => format!("{name} \"\"\n"),
+            v => format!("{name} {v}\n"),
+        })
+        .collect()
+}
+
+/// The `CONFIG SET` parameters the agent keeps on its Redis, in the order to apply them.
+pub fn run_time(topology: &Topology, run: &RunTime<'_>) -> Vec<(&'static str, String)> {
+    table(topology, Phase::Run(*run))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase<'a> {
+    Boot(StartAs),
+    Run(RunTime<'a>),
+}
+
+/// Rows in redis.conf order; each says whether it belongs to the file, to run time, or both.
+fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
+    let redis = &topology.redis;
+    let (boot, run) = match phase {
+        Phase::Boot(s) => (Some(s), None),
+        Phase::Run(r) => (None, Some(r)),
+    };
+    let primary = match phase {
+        Phase::Boot(s) => matches!(s, StartAs::Primary { .. }),
+        Phase::Run(r) => r.primary,
+    };
+    let mut rows = Vec::new();
+    let mut row = |name: &'static str, value: String, in_file: bool, at_run: bool| {
+        if (boot.is_some() && in_file) || (run.is_some() && at_run) {
+            rows.push((name, value));
+        }
+    };
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    // The primary is the durable copy: every write in the AOF, fsynced each second. Replicas
+    // persist RDB snapshots, which (unlike the AOF) carry the replication ID and offset: a
+    // restarted replica resumes with a partial resync.
+    let append_only = match phase {
+        Phase::Boot(StartAs::Primary { append_only }) => append_only,
+        _ => primary,
+    };
+    row("appendonly", yes_no(append_only), true, true);
+    row("appendfsync", "everysec".into(), true, true);
+    row("dbfilename", "dump.rdb".into(), true, false);
+    row("repl-diskless-sync", "yes".into(), true, true);
+    row("repl-diskless-sync-delay", "1".into(), true, true);
+    row(
+        "repl-backlog-size",
+        redis.repl_backlog_bytes().to_string(),
+        true,
+        true,
+    );
+    row(
+        "shutdown-timeout",
+        SHUTDOWN_TIMEOUT_SECS.to_string(),
+        true,
+        false,
+    );
+    if let Some(m) = &redis.maxmemory {
+        row("maxmemory", m.clone(), true, false);
+    }
+    // Snapshots often enough that the backlog still holds what came after the last one.
+    let save = if primary {
+        String::new()
+    } else {
+        format!("{} 1", (redis.outage_budget.as_secs() / 2).max(10))
+    };
+    row("save", save, true, true);
+    // The fence: a primary not confirmed yet accepts writes only with a replica attached (a
+    // region whose agent agrees it is the primary). Every primary starts fenced.
+    let fenced = run.is_none_or(|r| r.fenced);
+    row(
+        "min-replicas-to-write",
+        if fenced { "1" } else { "0" }.into(),
+        primary,
+        true,
+    );
+    row("min-replicas-max-lag", "10".into(), primary, false);
+    if let Some(StartAs::Replica { primary_port }) = boot {
+        row(
+            "replicaof",
+            format!("127.0.0.1 {primary_port}"),
+            true,
+            false,
+        );
+    }
+    row("masteruser", REPLICATION_USER.into(), !primary, true);
+    if let Some(r) = run {
+        row("repl-timeout", "60".into(), false, true);
+        // A WAN full sync of a large dataset must not be cut off by the output buffer limit (the
+        // classic full-sync loop); 1 GiB hard, 512 MiB for 2 minutes soft.
+        row(
+            "client-output-buffer-limit",
+            "replica 1073741824 536870912 120".into(),
+            false,
+            true,
+        );
+        row("replica-announce-ip", "127.0.0.1".into(), false, true);
+        row(
+            "replica-announce-port",
+            r.announce_port.to_string(),
+            false,
+            true,
+        );
+        row("masterauth", r.masterauth.to_owned(), false, true);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        let dir = std::env::temp_dir().join(format!("region-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(
+            &path,
+            "name = \"t\"\nprimary = \"a\"\n\n[[region]]\nname = \"a\"\nendpoint = \"a.example:56379\"\n\n\
+             [[region]]\nname = \"b\"\nendpoint = \"b.example:56379\"\n",
+        )
+        .unwrap();
+        Topology::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_file_and_run_time_agree_on_every_shared_setting() {
+        let t = topology();
+        for (start, primary) in [
+            (StartAs::Primary { append_only: true }, true),
+            (
+                StartAs::Replica {
+                    primary_port: 16000,
+                },
+                false,
+            ),
+        ] {
+            let file = settings(&t, start);
+            let run = run_time(
+                &t,
+                &RunTime {
+                    primary,
+                    fenced: true,
+                    announce_port: 16001,
+                    masterauth: "secret-password-123",
+                },
+            );
+            for (name, value) in &run {
+                let line = file.lines().find(|l| l.split(' ').next() == Some(name));
+                if let Some(line) = line {
+                    let in_file = line[name.len() + 1..].trim_matches('"');
+                    assert_eq!(in_file, value, "{name} differs ({start:?})");
+                }
+            }
+            assert!(!file.contains("secret-password"));
+            assert!(run.iter().any(|(n, _)| *n == "masterauth"));
+        }
+    }
+
+    #[test]
+    fn a_primary_starts_fenced_and_a_replica_follows_the_primary() {
+        let t = topology();
+        let p = settings(&t, StartAs::Primary { append_only: false });
+        assert!(p.starts_with("appendonly no\nappendfsync everysec\ndbfilename dump.rdb\n"));
+        assert!(p.ends_with("save \"\"\nmin-replicas-to-write 1\nmin-replicas-max-lag 10\n"));
+        let r = settings(
+            &t,
+            StartAs::Replica {
+                primary_port: 16000,
+            },
+        );
+        assert!(r.ends_with("replicaof 127.0.0.1 16000\nmasteruser georep-replication\n"));
+        assert!(!r.contains("min-replicas"));
+    }
+}
