@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub reconcile_every: Duration,
     /// Where the agent keeps its state file (the highest epoch and primary it has learned).
     pub state_dir: std::path::PathBuf,
+    /// In a pod: the Redis container's redis.conf, rewritten in our region's role whenever we
+    /// learn a new primary ([`crate::pod_conf`]). `georep up` writes its own at every start.
+    pub redis_conf: Option<std::path::PathBuf>,
 }
 
 impl AgentConfig {

@@ -39,6 +39,7 @@ mod heartbeat;
 mod http;
 mod metrics;
 pub mod plan;
+pub mod pod_conf;
 mod report;
 pub mod shared;
 pub mod shutdown;

@@ -145,7 +145,11 @@ impl Shared {
                 epoch: known.epoch,
                 primary: c.topology.regions[known.primary].name.clone(),
             },
-        )
+        )?;
+        if let Some(path) = &c.redis_conf {
+            crate::pod_conf::write(path, &c.topology, c.region, known.primary)?;
+        }
+        Ok(())
     }
 
     /// The role our Redis should have, given the known primary.

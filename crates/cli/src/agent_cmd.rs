@@ -55,6 +55,11 @@ pub(crate) struct AgentArgs {
     /// put it on the volume that holds Redis's data.
     #[arg(long, value_name = "DIR", default_value = "/data/georep")]
     state_dir: PathBuf,
+    /// In a pod: the Redis container's redis.conf (a volume shared with it), rewritten in this
+    /// region's role whenever the agent learns a new primary, so a restarted Redis starts as
+    /// what it is now.
+    #[arg(long, value_name = "FILE")]
+    redis_conf: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -118,6 +123,7 @@ impl AgentArgs {
             heartbeat_every: Duration::from_millis(100),
             reconcile_every: Duration::from_secs(1),
             state_dir: self.state_dir,
+            redis_conf: self.redis_conf,
             topology,
         })
     }

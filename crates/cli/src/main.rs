@@ -7,6 +7,7 @@ mod exit;
 mod failover_cmd;
 mod link_cmd;
 mod promote_cmd;
+mod redis_conf_cmd;
 mod relay_cmd;
 mod render_cmd;
 mod secrets_cmd;
@@ -57,6 +58,8 @@ enum Command {
     Render(render_cmd::RenderArgs),
     /// Write Redis's ACL file (SHA-256 hashes only) from a credentials directory.
     AclFile(acl_cmd::AclFileArgs),
+    /// Write a pod's redis.conf in the region's current role (from the agent's state file).
+    RedisConf(redis_conf_cmd::RedisConfArgs),
     /// Create the secret files of a Kubernetes tree: `georep secrets init DIR/secrets`.
     Secrets(secrets_cmd::SecretsArgs),
     /// Run a disk-backed replication relay: replica of its upstream, master to its replicas.
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Promote(args) => promote_cmd::main(args),
         Command::Render(args) => render_cmd::main(args),
         Command::AclFile(args) => acl_cmd::main(args),
+        Command::RedisConf(args) => redis_conf_cmd::main(args),
         Command::Secrets(args) => secrets_cmd::main(args),
         Command::Relay(args) => relay_cmd::main(*args),
     };

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use topology::Topology;
 
-use crate::conf::{REDIS_CONF_FILE, TOPOLOGY_FILE};
+use crate::conf::TOPOLOGY_FILE;
 use crate::workload::key_item;
 use crate::{labels, names, Options};
 
@@ -88,7 +88,7 @@ pub(crate) fn region(
     k.config_map_generator.push(Generator {
         name: names::CONFIG,
         type_: None,
-        files: vec![REDIS_CONF_FILE.to_owned(), TOPOLOGY_FILE.to_owned()],
+        files: vec![TOPOLOGY_FILE.to_owned()],
     });
     let name = &topology.regions[region].name;
     k.to_yaml(&format!(

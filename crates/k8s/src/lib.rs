@@ -42,7 +42,8 @@ use std::path::{Path, PathBuf};
 use topology::Topology;
 
 pub use check::Object;
-pub use conf::{pod_topology, redis_conf};
+pub use conf::pod_topology;
+pub use region_spec::pod::redis_conf;
 
 /// Where things are inside the pod. The agent's flag defaults (`georep agent --help`) are the
 /// same paths, so the rendered agent runs with `--topology` and `--region` only.
@@ -61,17 +62,19 @@ pub mod pod {
     pub const TUNNEL_KEY: &str = region_spec::pod::TUNNEL_KEY;
     /// Directory of the mounted password Secret (the agent's `--credentials` default).
     pub const CREDENTIALS: &str = region_spec::pod::CREDENTIALS;
-    /// Directory holding redis.conf in the Redis container.
-    pub const REDIS_CONF_DIR: &str = "/usr/local/etc/redis";
+    /// Directory holding redis.conf in the Redis container (an in-memory volume).
+    pub const REDIS_CONF_DIR: &str = region_spec::pod::REDIS_CONF_DIR;
     /// redis.conf in the Redis container.
-    pub const REDIS_CONF: &str = "/usr/local/etc/redis/redis.conf";
+    pub const REDIS_CONF: &str = region_spec::pod::REDIS_CONF;
     /// Directory of the in-memory volume holding the ACL file.
     pub const ACL_DIR: &str = "/run/georep/acl";
     /// The ACL file, written by the `acl-file` init container, read by Redis.
-    pub const ACL_FILE: &str = "/run/georep/acl/users.acl";
+    pub const ACL_FILE: &str = region_spec::pod::ACL_FILE;
     /// Redis's data directory (the persistent volume), mounted in the agent too for its own
     /// state.
-    pub const DATA: &str = "/data";
+    pub const DATA: &str = region_spec::pod::DATA;
+    /// The agent's state directory on the data volume (its `--state-dir` default).
+    pub const STATE_DIR: &str = region_spec::pod::STATE_DIR;
     /// User and group of Redis and of the init container (the official image's `redis` user).
     pub const REDIS_UID: i64 = 999;
     /// User and group of the agent (the georep image's `nonroot` user).
@@ -247,10 +250,6 @@ pub fn render(
         tree.add(
             format!("{dir}/kustomization.yaml"),
             kustomize::region(topology, region.index, &resources, &source),
-        );
-        tree.add(
-            format!("{dir}/{}", conf::REDIS_CONF_FILE),
-            redis_conf(topology, region.index, &source),
         );
         tree.add(
             format!("{dir}/{}", conf::TOPOLOGY_FILE),

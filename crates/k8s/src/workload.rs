@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use topology::Topology;
 
-use crate::conf::{self, REDIS_CONF_FILE, SHUTDOWN_TIMEOUT_SECS, TOPOLOGY_FILE};
+use crate::conf::{self, SHUTDOWN_TIMEOUT_SECS, TOPOLOGY_FILE};
 use crate::labels::{self, meta};
 use crate::{names, pod, Options, RenderError};
 
@@ -104,7 +104,10 @@ pub(crate) fn stateful_set(
             seccomp_profile: Some(runtime_default()),
             ..PodSecurityContext::default()
         }),
-        init_containers: Some(vec![acl_init(k.image.clone())]),
+        init_containers: Some(vec![
+            acl_init(k.image.clone()),
+            redis_conf_init(topology, region, k.image.clone()),
+        ]),
         containers: vec![
             redis(topology)?,
             agent(topology, region, options, k.image.clone()),
@@ -318,11 +321,13 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         keys,
         ..region_spec::AgentFlags::default()
     };
+    let mut args = flags.args();
+    args.extend(["--redis-conf".to_owned(), pod::REDIS_CONF.to_owned()]);
     Container {
         name: "georep-agent".to_owned(),
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(flags.args()),
+        args: Some(args),
         ports: Some(vec![
             port("tunnel", pod::TUNNEL_PORT),
             port("metrics", pod::HTTP_PORT),
@@ -332,6 +337,9 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
             // The agent's own state (what it has learned about epochs and the primary) lives
             // on the data volume, beside Redis's data, so it survives a restart with it.
             mount("data", pod::DATA, false),
+            // Rewritten on every change of primary, so a restarted Redis container starts in
+            // its current role.
+            mount("redis-config", pod::REDIS_CONF_DIR, false),
         ]),
         startup_probe: Some(probe_http("/healthz", 2, 30)),
         liveness_probe: Some(probe_http("/healthz", 10, 3)),
@@ -378,6 +386,40 @@ fn acl_init(image: String) -> Container {
             ("16Mi".to_owned(), "64Mi".to_owned()),
         )),
         security_context: Some(restricted(pod::REDIS_UID)),
+        ..Container::default()
+    }
+}
+
+/// Writes redis.conf at every pod start in the region's current role: the primary its agent's
+/// state file (on the data volume) names, else the topology's. Runs as the agent's user, which
+/// rewrites the file on every change of primary; the file (mode 0644, no secret) is read by
+/// Redis.
+fn redis_conf_init(topology: &Topology, region: usize, image: String) -> Container {
+    Container {
+        name: "redis-conf".to_owned(),
+        image: Some(image),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(vec![
+            "redis-conf".to_owned(),
+            "--topology".to_owned(),
+            pod::TOPOLOGY.to_owned(),
+            "--region".to_owned(),
+            topology.regions[region].name.clone(),
+            "--state-dir".to_owned(),
+            pod::STATE_DIR.to_owned(),
+            "--out".to_owned(),
+            pod::REDIS_CONF.to_owned(),
+        ]),
+        volume_mounts: Some(vec![
+            mount("topology", "/etc/georep", true),
+            mount("data", pod::DATA, true),
+            mount("redis-config", pod::REDIS_CONF_DIR, false),
+        ]),
+        resources: Some(resources(
+            ("10m", "100m"),
+            ("16Mi".to_owned(), "64Mi".to_owned()),
+        )),
+        security_context: Some(restricted(pod::AGENT_UID)),
         ..Container::default()
     }
 }
@@ -467,13 +509,24 @@ fn volumes(options: &Options) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
+        // The `redis-conf` init container's topology, and nothing else (no secret).
         Volume {
-            name: "redis-config".to_owned(),
+            name: "topology".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
                 name: names::CONFIG.to_owned(),
                 default_mode: Some(CONFIG_MODE),
-                items: Some(vec![item(REDIS_CONF_FILE, REDIS_CONF_FILE, CONFIG_MODE)]),
+                items: Some(vec![item(TOPOLOGY_FILE, TOPOLOGY_FILE, CONFIG_MODE)]),
                 optional: Some(false),
+            }),
+            ..Volume::default()
+        },
+        // redis.conf in the region's current role: written by the `redis-conf` init container,
+        // rewritten by the agent; it outlives a Redis container's restart, not the pod.
+        Volume {
+            name: "redis-config".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity("1Mi".to_owned())),
             }),
             ..Volume::default()
         },

@@ -124,7 +124,8 @@ fn references_resolve(objects: &[Object], what: &str) {
             referenced += 1;
         }
     }
-    // topology.toml and redis.conf; the tunnel key; the credentials, twice.
+    // topology.toml, twice (the agent's and the `redis-conf` init container's); the tunnel key;
+    // the credentials, twice.
     assert_eq!(referenced, 5, "{what}");
 }
 

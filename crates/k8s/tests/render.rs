@@ -348,7 +348,7 @@ fn the_security_checks_catch_each_violation() {
 #[test]
 fn redis_conf_is_role_dependent() {
     let (top, _) = example("three-regions.toml");
-    let primary = k8s::redis_conf(&top, 0, "three-regions.toml");
+    let primary = k8s::redis_conf(&top, 0, top.primary);
     assert!(
         primary.contains("appendonly yes\nappendfsync everysec\n"),
         "{primary}"
@@ -356,7 +356,7 @@ fn redis_conf_is_role_dependent() {
     assert!(primary.contains("save \"\"\n"));
     assert!(!primary.contains("replicaof"));
     for i in [1, 2] {
-        let replica = k8s::redis_conf(&top, i, "three-regions.toml");
+        let replica = k8s::redis_conf(&top, i, top.primary);
         assert!(replica.contains("appendonly no\n"), "{replica}");
         assert!(replica.contains("save 30 1\n"), "{replica}");
         assert!(replica.contains("replicaof 127.0.0.1 16000\n"), "{replica}");
@@ -365,7 +365,7 @@ fn redis_conf_is_role_dependent() {
             "{replica}"
         );
     }
-    for conf in [&primary, &k8s::redis_conf(&top, 1, "x")] {
+    for conf in [&primary, &k8s::redis_conf(&top, 1, top.primary)] {
         assert!(conf.contains("port 6379\n"));
         assert!(conf.contains("aclfile /run/georep/acl/users.acl\n"));
         assert!(conf.contains("dir /data\n"));
@@ -376,8 +376,110 @@ fn redis_conf_is_role_dependent() {
     }
     // The primary is region 1 here: replicas follow 127.0.0.1:16001.
     let t = topology(&two_regions(""));
-    let a = k8s::redis_conf(&t, 0, "custom.toml");
+    let a = k8s::redis_conf(&t, 0, t.primary);
     assert!(a.contains("replicaof 127.0.0.1 16001\n"), "{a}");
+}
+
+/// The pod's redis.conf follows the primary the agent last learned, not the topology: after a
+/// switchover to region 1, a restarted region 1 starts as the primary (fenced, loading its
+/// AOF) and region 0 as its replica, never as a writable master (issue 13: a Redis container
+/// restarted from the render-time role lost every acknowledged write).
+#[test]
+fn redis_conf_follows_the_learned_primary_not_the_rendered_role() {
+    let (top, _) = example("three-regions.toml");
+    assert_eq!(top.primary, 0);
+    let promoted = k8s::redis_conf(&top, 1, 1);
+    assert!(promoted.contains("appendonly yes\n"), "{promoted}");
+    assert!(promoted.contains("min-replicas-to-write 1\n"), "{promoted}");
+    assert!(!promoted.contains("replicaof"), "{promoted}");
+    for i in [0, 2] {
+        let replica = k8s::redis_conf(&top, i, 1);
+        assert!(replica.contains("replicaof 127.0.0.1 16001\n"), "{replica}");
+        assert!(replica.contains("appendonly no\n"), "{replica}");
+        assert!(!replica.contains("min-replicas-to-write"), "{replica}");
+    }
+}
+
+/// redis.conf is not in the ConfigMap (it would be the render-time role): the `redis-conf` init
+/// container writes it into an in-memory volume from the state file on the data volume, and the
+/// agent, which mounts the same volume, rewrites it on every change of primary.
+#[test]
+fn redis_conf_is_written_in_the_pod_and_kept_by_the_agent() {
+    let (top, text) = example("aws-two-regions.toml");
+    let tree = render(&top, &text, &Options::default());
+    for r in &top.regions {
+        let dir = &r.name;
+        assert!(tree.get(&format!("{dir}/redis.conf")).is_none());
+        let kz = tree.get(&format!("{dir}/kustomization.yaml")).unwrap();
+        assert!(!kz.contains("redis.conf"), "{kz}");
+        let sts = tree.get(&format!("{dir}/statefulset.yaml")).unwrap();
+        let objects = k8s::check::parse(sts).unwrap();
+        let k8s::Object::StatefulSet(set) = &objects[0] else {
+            panic!("not a StatefulSet")
+        };
+        let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let init = pod.init_containers.as_ref().unwrap();
+        let conf = init.iter().find(|c| c.name == "redis-conf").unwrap();
+        let args = conf.args.as_ref().unwrap().join(" ");
+        assert_eq!(
+            args,
+            format!(
+                "redis-conf --topology /etc/georep/topology.toml --region {dir} \
+                 --state-dir /data/georep --out /usr/local/etc/redis/redis.conf"
+            )
+        );
+        let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String, bool)> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.mount_path.clone(),
+                        m.read_only == Some(true),
+                    )
+                })
+                .collect()
+        };
+        let conf_mounts = mounts(conf);
+        assert!(conf_mounts.contains(&("data".into(), "/data".into(), true)));
+        assert!(conf_mounts.contains(&(
+            "redis-config".into(),
+            "/usr/local/etc/redis".into(),
+            false
+        )));
+        assert!(
+            !conf_mounts
+                .iter()
+                .any(|(v, _, _)| v == "georep" || v == "credentials"),
+            "no secret in the redis-conf init container: {conf_mounts:?}"
+        );
+        let container = |name: &str| pod.containers.iter().find(|c| c.name == name).unwrap();
+        let agent = container("georep-agent");
+        assert!(mounts(agent).contains(&(
+            "redis-config".into(),
+            "/usr/local/etc/redis".into(),
+            false
+        )));
+        let agent_args = agent.args.as_ref().unwrap().join(" ");
+        assert!(
+            agent_args.contains("--redis-conf /usr/local/etc/redis/redis.conf"),
+            "{agent_args}"
+        );
+        let redis = container("redis");
+        assert!(mounts(redis).contains(&(
+            "redis-config".into(),
+            "/usr/local/etc/redis".into(),
+            true
+        )));
+        let vol = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "redis-config")
+            .unwrap();
+        assert!(vol.empty_dir.is_some() && vol.config_map.is_none());
+    }
 }
 
 #[test]
@@ -493,10 +595,7 @@ fn topology_settings_reach_the_manifests() {
         .get("b/kustomization.yaml")
         .unwrap()
         .contains("namespace: cache"));
-    assert!(tree
-        .get("b/redis.conf")
-        .unwrap()
-        .contains("maxmemory 512mb\n"));
+    assert!(k8s::redis_conf(&topology(&text), 1, 1).contains("maxmemory 512mb\n"));
 
     // No application namespaces: no policy admits anyone to 6379.
     let text = two_regions("app_namespaces = []");

@@ -330,14 +330,13 @@ async fn three_regions_run_and_replicate_everywhere() {
     eprintln!("three regions: {:.1}s", started.elapsed().as_secs_f64());
 }
 
-/// After a switchover, the new primary's Redis restarts from the ConfigMap's redis.conf, which
-/// still describes the region's role at render time (`appendonly no`, `replicaof` the old
-/// primary): it ignores the AOF it was writing, loads its last RDB snapshot, and the
-/// acknowledged writes since are lost, in both regions. Found by this runner; the fix needs
-/// the agent to leave Redis's current role where Redis reads it at start (see the closing
-/// note of issue 13). Run it with `--ignored`.
+/// After a switchover, the new primary's Redis container is killed and restarted (as the kubelet
+/// restarts a container: init containers do not run again). It used to restart from the
+/// ConfigMap's redis.conf, the role at render time (`appendonly no`, `replicaof` the old
+/// primary): it ignored the AOF it was writing and every acknowledged write since was lost, in
+/// both regions (issue 13). Now the agent rewrites redis.conf on every change of primary in a
+/// volume Redis reads, so Redis restarts as the primary, fenced, from its AOF.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "a promoted region's Redis restarts in its rendered role and loses writes (issue 13 note)"]
 async fn a_promoted_primary_restarted_keeps_every_acknowledged_write() {
     if !podman_or_skip("a_promoted_primary_restarted_keeps_every_acknowledged_write") {
         return;

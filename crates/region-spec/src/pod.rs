@@ -13,3 +13,53 @@ pub const TUNNEL_KEY_DIR: &str = "/etc/georep/tunnel";
 pub const TUNNEL_KEY: &str = "/etc/georep/tunnel/key";
 /// Directory of the mounted password Secret (the agent's `--credentials` default).
 pub const CREDENTIALS: &str = "/etc/georep/credentials";
+/// Directory holding redis.conf in the Redis container: an in-memory volume the `redis-conf`
+/// init container fills at pod start and the agent rewrites whenever it learns a new primary.
+pub const REDIS_CONF_DIR: &str = "/usr/local/etc/redis";
+/// redis.conf in the Redis container.
+pub const REDIS_CONF: &str = "/usr/local/etc/redis/redis.conf";
+/// The ACL file, written by the `acl-file` init container, read by Redis.
+pub const ACL_FILE: &str = "/run/georep/acl/users.acl";
+/// Redis's data directory (the persistent volume), mounted in the agent too for its own state.
+pub const DATA: &str = "/data";
+/// The agent's state directory (its `--state-dir` default), on the data volume.
+pub const STATE_DIR: &str = "/data/georep";
+
+/// The redis.conf of region `region` in its pod, given the region its agent last knew as
+/// primary (its state file, else the topology's).
+///
+/// It mirrors what `georep up` writes (`crates/local/src/layout.rs`), in the pod's layout: the
+/// believed primary starts fenced with its AOF (the durable copy after a crash); every other
+/// region starts as its replica through the local tunnel client (`127.0.0.1:16000+i`), so it
+/// never accepts a write, even before its agent runs. Written at every pod start and on every
+/// change of primary, so a restarted Redis container starts in its current role, never the
+/// role at render time. Users come from the ACL file; no password is in this file. Redis
+/// listens on every address because in-cluster clients come through the `redis` Service; the
+/// default user is off, so an unauthenticated client gets `NOAUTH`.
+pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) -> String {
+    use crate::redis_conf::{settings, StartAs};
+    let name = &topology.regions[region].name;
+    let is_primary = region == primary;
+    let header = format!(
+        "# Written by georep for region {name} ({role}: primary {primary_name}), from the\n\
+         # topology and the agent's state file; rewritten at every pod start and change of\n\
+         # primary. Edit the topology instead.\n\
+         port {REDIS_PORT}\n\
+         bind * -::*\n\
+         protected-mode yes\n\
+         daemonize no\n\
+         dir {DATA}\n\
+         logfile \"\"\n\
+         aclfile {ACL_FILE}\n",
+        role = if is_primary { "primary" } else { "replica" },
+        primary_name = topology.regions[primary].name,
+    );
+    let start = if is_primary {
+        StartAs::Primary { append_only: true }
+    } else {
+        StartAs::Replica {
+            primary_port: topology::pod_peer_port(primary),
+        }
+    };
+    header + &settings(topology, start)
+}
