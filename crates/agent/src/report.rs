@@ -13,6 +13,10 @@ pub(crate) struct ReplicaMemory {
     link_was_up: bool,
     followed: Option<usize>,
     primary_syncs: Option<(u64, u64)>,
+    /// The primary's `run_id` when `primary_syncs` was read: a restarted primary counts from 0.
+    primary_run_id: Option<String>,
+    /// Our own `master_replid` last round: it changes only when we resync.
+    replid: Option<String>,
     last_sync: Option<SyncKind>,
 }
 
@@ -84,11 +88,21 @@ async fn replica_view(
         .heartbeat
         .lag_ms(crate::now_ms(), interval);
 
+    // What we did, from our own replication IDs: a resync that changed our ID tells its kind
+    // by itself, whatever the primary's counters say (a restarted primary resets them).
+    let by_replid = link_up
+        .then(|| resync_by_replid(memory.replid.as_deref(), info))
+        .flatten();
+    if by_replid.is_some() {
+        memory.last_sync = by_replid;
+    }
+    memory.replid = info.get("master_replid").map(str::to_owned);
+
     // The primary's offset and resync counters, read through our tunnel to its region.
     let mut conn_ok = true;
     if let Some(conn) = primary_conn {
-        match conn.info(&["replication", "stats"]).await {
-            Ok(p) => primary_counters(shared, memory, &p, link_up, status),
+        match conn.info(&["server", "replication", "stats"]).await {
+            Ok(p) => primary_counters(shared, memory, &p, link_up, by_replid.is_some(), status),
             Err(e) => {
                 tracing::debug!(error = %e, "primary not reachable through the tunnel");
                 conn_ok = false;
@@ -108,6 +122,7 @@ fn primary_counters(
     memory: &mut ReplicaMemory,
     p: &Info,
     link_up: bool,
+    decided: bool,
     status: &mut RegionStatus,
 ) {
     let (full, partial) = (
@@ -118,7 +133,15 @@ fn primary_counters(
         status.lag_bytes = Some(po.saturating_sub(ro));
         shared.progress.send_modify(|g| g.offsets = Some((po, ro)));
     }
-    if link_up && !memory.link_was_up {
+    let run_id = p.get("run_id").map(str::to_owned);
+    if memory.primary_run_id.is_some() && memory.primary_run_id != run_id {
+        // The primary restarted: its counters start again from zero.
+        memory.primary_syncs = Some((0, 0));
+    }
+    memory.primary_run_id = run_id;
+    // Our ID unchanged across a reconnection: the primary's counters tell which it was (a full
+    // resync from a primary that kept its ID, e.g. our offset fell out of its backlog).
+    if link_up && !memory.link_was_up && !decided {
         if let Some((f0, p0)) = memory.primary_syncs {
             if full > f0 {
                 memory.last_sync = Some(SyncKind::Full);
@@ -130,6 +153,24 @@ fn primary_counters(
     if link_up || memory.primary_syncs.is_none() {
         memory.primary_syncs = Some((full, partial));
     }
+}
+
+/// The resync our replication ID shows since the last round, if it changed (Redis 7 and Valkey
+/// 8 alike). A full sync adopts the primary's ID and clears the second one
+/// (`master_replid2` all zeros); a partial resync that continues under a new ID (`+CONTINUE`
+/// after a failover) keeps the old ID as `master_replid2`. `None`: our ID did not change (no
+/// resync, or one the primary's counters must tell), or there is no earlier ID to compare with.
+fn resync_by_replid(before: Option<&str>, info: &Info) -> Option<SyncKind> {
+    let before = before?;
+    let now = info.get("master_replid")?;
+    if now == before {
+        return None;
+    }
+    Some(if info.get("master_replid2") == Some(before) {
+        SyncKind::Partial
+    } else {
+        SyncKind::Full
+    })
 }
 
 /// Why a replica's link is down, as precisely as we know.
@@ -163,4 +204,36 @@ pub(crate) fn publish(shared: &Shared, status: RegionStatus) {
 
 fn uint(info: &Info, field: &str) -> Option<u64> {
     info.int(field).and_then(|v| u64::try_from(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    fn info(replid: &str, replid2: &str) -> Info {
+        Info::parse(&format!(
+            "# Replication\r\nrole:slave\r\nmaster_replid:{replid}\r\nmaster_replid2:{replid2}\r\n"
+        ))
+    }
+
+    #[test]
+    fn a_new_replication_id_tells_the_resync_kind() {
+        // A full sync from a restarted primary: its new ID, the second one cleared.
+        assert_eq!(
+            resync_by_replid(Some(A), &info(B, ZERO)),
+            Some(SyncKind::Full)
+        );
+        // A partial resync under a new ID keeps ours as the second one.
+        assert_eq!(
+            resync_by_replid(Some(A), &info(B, A)),
+            Some(SyncKind::Partial)
+        );
+        // Same ID: the primary's counters decide; no earlier ID: nothing to compare.
+        assert_eq!(resync_by_replid(Some(A), &info(A, ZERO)), None);
+        assert_eq!(resync_by_replid(None, &info(B, ZERO)), None);
+    }
 }

@@ -167,6 +167,40 @@ async fn a_killed_primary_redis_loses_no_acknowledged_write_beyond_the_aof_bound
     env.wait_link(1, "up").await;
 }
 
+/// Issue 11 item 3: after `kill -9` of the primary's redis-server, the replica full-resyncs
+/// from the restarted primary (new replication ID: it starts from its AOF), and LAST_SYNC must
+/// say so; it used to compare the restarted primary's reset counters and keep `partial`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_primary_redis_shows_the_replicas_full_resync() {
+    let env = Env::start(&["us-east-1", "eu-central-1"], 45).await;
+    env.wait_replicas_up().await;
+    // First a partial resync (a short cut), so that `full` below is news.
+    env.cluster.set_cut(0, 1, true);
+    env.wait_link(1, "down").await;
+    env.cluster.set_cut(0, 1, false);
+    env.wait_link(1, "up").await;
+    wait_last_sync(&env, "partial").await;
+    let pid = env.cluster.pids().await[0].redis.unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    testkit::eventually("primary redis restarted", || async {
+        let p = env.cluster.pids().await;
+        (p[0].redis.is_some_and(|r| r != pid)).then_some(())
+    })
+    .await;
+    env.wait_primary_ready().await;
+    env.wait_link(1, "up").await;
+    wait_last_sync(&env, "full").await;
+    let (full, _) = env.primary_syncs().await;
+    assert!(full >= 1, "the restarted primary served no full resync");
+}
+
+async fn wait_last_sync(env: &Env, kind: &str) {
+    testkit::eventually(&format!("region 1 last_sync {kind}"), || async {
+        (env.status(1).await["last_sync"] == kind).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_tunnel_key_shows_the_link_down_with_the_reason_and_the_primary_serves() {
     let env = Env::start(&["us-east-1", "eu-central-1"], 5).await;
