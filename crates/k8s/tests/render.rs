@@ -413,8 +413,8 @@ fn redis_conf_is_written_in_the_pod_and_kept_by_the_agent() {
         let kz = tree.get(&format!("{dir}/kustomization.yaml")).unwrap();
         assert!(!kz.contains("redis.conf"), "{kz}");
         let sts = tree.get(&format!("{dir}/statefulset.yaml")).unwrap();
-        let objects = k8s::check::parse(sts).unwrap();
-        let k8s::Object::StatefulSet(set) = &objects[0] else {
+        let objects = check::parse(sts).unwrap();
+        let Object::StatefulSet(set) = &objects[0] else {
             panic!("not a StatefulSet")
         };
         let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
