@@ -234,6 +234,7 @@ mod tests {
             assert!(cli.is_ok(), "{}: {:?}", c.name, cli.err());
             parsed += 1;
         }
-        assert_eq!(parsed, 2);
+        // acl-file, redis-conf, georep-agent.
+        assert_eq!(parsed, 3);
     }
 }
