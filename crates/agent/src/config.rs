@@ -40,6 +40,10 @@ pub struct AgentConfig {
     pub reconcile_every: Duration,
     /// Where the agent keeps its state file (the highest epoch and primary it has learned).
     pub state_dir: std::path::PathBuf,
+    /// Where the primary endpoint listens (`None`: no endpoint).
+    pub primary_endpoint: Option<SocketAddr>,
+    /// Where the Sentinel-compatible port listens (`None`: none).
+    pub sentinel: Option<SocketAddr>,
 }
 
 impl AgentConfig {

@@ -55,6 +55,13 @@ pub(crate) struct AgentArgs {
     /// put it on the volume that holds Redis's data.
     #[arg(long, value_name = "DIR", default_value = "/data/georep")]
     state_dir: PathBuf,
+    /// Where applications reach the current primary (forwarded to the local Redis or through
+    /// the tunnel to the primary region). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    primary_endpoint: Option<SocketAddr>,
+    /// The Sentinel-compatible discovery port. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    sentinel: Option<SocketAddr>,
 }
 
 impl AgentArgs {
@@ -118,6 +125,8 @@ impl AgentArgs {
             heartbeat_every: Duration::from_millis(100),
             reconcile_every: Duration::from_secs(1),
             state_dir: self.state_dir,
+            primary_endpoint: self.primary_endpoint,
+            sentinel: self.sentinel,
             topology,
         })
     }
