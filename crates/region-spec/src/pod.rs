@@ -13,3 +13,8 @@ pub const TUNNEL_KEY_DIR: &str = "/etc/georep/tunnel";
 pub const TUNNEL_KEY: &str = "/etc/georep/tunnel/key";
 /// Directory of the mounted password Secret (the agent's `--credentials` default).
 pub const CREDENTIALS: &str = "/etc/georep/credentials";
+/// The agent's primary endpoint: forwards each application connection to the current primary
+/// (ClusterIP Service `georep-primary`).
+pub const PRIMARY_ENDPOINT_PORT: u16 = 6380;
+/// The agent's Sentinel-compatible port (ClusterIP Service `georep-sentinel`).
+pub const SENTINEL_PORT: u16 = 26379;
