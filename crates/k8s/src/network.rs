@@ -123,7 +123,11 @@ pub(crate) fn services(topology: &Topology, region: usize) -> Result<Vec<Service
         }),
         ..Service::default()
     };
-    let primary = app_port("primary", names::PRIMARY_SERVICE, pod::PRIMARY_ENDPOINT_PORT);
+    let primary = app_port(
+        "primary",
+        names::PRIMARY_SERVICE,
+        pod::PRIMARY_ENDPOINT_PORT,
+    );
     let sentinel = app_port("sentinel", names::SENTINEL_SERVICE, pod::SENTINEL_PORT);
     Ok(vec![redis, tunnel, metrics, primary, sentinel])
 }
