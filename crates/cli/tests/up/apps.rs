@@ -160,20 +160,17 @@ async fn georep(args: &[&str]) -> std::process::Output {
 }
 
 async fn wait_primary(env: &Env, p: usize) {
-    for i in 0..REGIONS.len() {
-        testkit::eventually(
-            &format!("{} follows {}", REGIONS[i], REGIONS[p]),
-            || async {
-                let s = env.try_status(i).await?;
-                let ok = s["primary"] == REGIONS[p]
-                    && if i == p {
-                        s["role"] == "primary" && s["fenced"].is_null()
-                    } else {
-                        s["role"] == "replica" && s["link"] == "up"
-                    };
-                ok.then_some(())
-            },
-        )
+    for (i, name) in REGIONS.iter().enumerate() {
+        testkit::eventually(&format!("{name} follows {}", REGIONS[p]), || async {
+            let s = env.try_status(i).await?;
+            let ok = s["primary"] == REGIONS[p]
+                && if i == p {
+                    s["role"] == "primary" && s["fenced"].is_null()
+                } else {
+                    s["role"] == "replica" && s["link"] == "up"
+                };
+            ok.then_some(())
+        })
         .await;
     }
 }
@@ -281,18 +278,12 @@ async fn redis_py_follows_switchovers_and_a_forced_promotion_through_a_replica_r
     // A write accepted by a non-primary would diverge and be gone after the next resync: every
     // acknowledged key is on the final primary and on every replica once caught up.
     env.wait_converged_with_primary().await;
-    for i in 0..REGIONS.len() {
-        assert_eq!(
-            missing(&env, i, &plain).await,
-            0,
-            "{} lacks writes",
-            REGIONS[i]
-        );
+    for (i, name) in REGIONS.iter().enumerate() {
+        assert_eq!(missing(&env, i, &plain).await, 0, "{name} lacks writes");
         assert_eq!(
             missing(&env, i, &via_sentinel).await,
             0,
-            "{} lacks writes",
-            REGIONS[i]
+            "{name} lacks writes"
         );
     }
     for tap in &taps {
