@@ -43,6 +43,10 @@ pub struct AgentConfig {
     /// In a pod: the Redis container's redis.conf, rewritten in our region's role whenever we
     /// learn a new primary ([`crate::pod_conf`]). `georep up` writes its own at every start.
     pub redis_conf: Option<std::path::PathBuf>,
+    /// Where the primary endpoint listens (`None`: no endpoint).
+    pub primary_endpoint: Option<SocketAddr>,
+    /// Where the Sentinel-compatible port listens (`None`: none).
+    pub sentinel: Option<SocketAddr>,
 }
 
 impl AgentConfig {

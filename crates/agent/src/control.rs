@@ -65,6 +65,8 @@ impl Round {
         let mut status = RegionStatus {
             name: c.region_name().to_owned(),
             redis_addr: c.redis.to_string(),
+            primary_endpoint: c.primary_endpoint.map(|a| a.to_string()),
+            sentinel_addr: c.sentinel.map(|a| a.to_string()),
             primary: c.topology.regions[known.primary].name.clone(),
             epoch: Some(known.epoch),
             ..RegionStatus::default()

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod apps;
 pub mod change;
 pub mod client;
 pub mod cluster_view;
@@ -85,6 +86,22 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
     let server = Listener::bind(&config.tunnel_listen)
         .await
         .map_err(bind("tunnel", config.tunnel_listen.to_string()))?;
+    let primary_endpoint = match config.primary_endpoint {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind("primary endpoint", addr.to_string()))?,
+        ),
+        None => None,
+    };
+    let sentinel_port = match config.sentinel {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind("Sentinel", addr.to_string()))?,
+        ),
+        None => None,
+    };
     let mut clients = Vec::new();
     for (i, region) in config.topology.regions.iter().enumerate() {
         if i != config.region {
@@ -144,6 +161,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
     tasks.spawn(control::run(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::write(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::read(shared.clone(), shutdown.clone()));
+    spawn_app_ports(
+        &mut tasks,
+        &shared,
+        &mut registry,
+        primary_endpoint,
+        sentinel_port,
+        &shutdown,
+    );
     let registry = Arc::new(registry);
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -154,6 +179,63 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
     while tasks.join_next().await.is_some() {}
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The primary endpoint and the Sentinel port, each on the listener bound for it (if any), fed
+/// by one task that follows the cluster view ([`apps`]). Sentinel clients authenticate as the
+/// `app` user, with its password from the credentials directory.
+fn spawn_app_ports(
+    tasks: &mut tokio::task::JoinSet<()>,
+    shared: &Arc<shared::Shared>,
+    registry: &mut Registry,
+    primary_endpoint: Option<tokio::net::TcpListener>,
+    sentinel_port: Option<tokio::net::TcpListener>,
+    shutdown: &Shutdown,
+) {
+    if primary_endpoint.is_none() && sentinel_port.is_none() {
+        return;
+    }
+    let c = &shared.config;
+    let view = shared.view();
+    let (routes, route) = tokio::sync::watch::channel(apps::route(c, &view));
+    let (views, sentinel_view) = tokio::sync::watch::channel(apps::sentinel_view(c, &view));
+    if let Some(listener) = primary_endpoint {
+        let metrics =
+            endpoint::EndpointMetrics::register(registry.sub_registry_with_prefix("endpoint"));
+        let stop = shutdown.receiver();
+        tracing::info!(addr = ?listener.local_addr().ok(), "primary endpoint ready");
+        tasks.spawn(async move {
+            let limits = endpoint::Limits::default();
+            if let Err(e) = endpoint::serve(listener, route, limits, metrics, stop).await {
+                tracing::error!(error = %e, "primary endpoint failed");
+            }
+        });
+    }
+    if let Some(listener) = sentinel_port {
+        let metrics =
+            sentinel::SentinelMetrics::register(registry.sub_registry_with_prefix("sentinel"));
+        let auth = sentinel::Credentials {
+            user: region_spec::credentials::APP_USER.to_owned(),
+            password: c.passwords.app.expose().to_owned(),
+        };
+        let stop = shutdown.receiver();
+        tracing::info!(addr = ?listener.local_addr().ok(), "Sentinel port ready");
+        tasks.spawn(async move {
+            let limits = sentinel::Limits::default();
+            if let Err(e) =
+                sentinel::serve(listener, sentinel_view, Some(auth), limits, metrics, stop).await
+            {
+                tracing::error!(error = %e, "Sentinel port failed");
+            }
+        });
+    }
+    tasks.spawn(apps::follow(
+        c.clone(),
+        shared.watch_view(),
+        routes,
+        views,
+        shutdown.clone(),
+    ));
 }
 
 /// Runs one tunnel. A target that does not resolve yet (a load balancer still being created) is

@@ -32,6 +32,10 @@ pub struct ClusterView {
     /// Set while our Redis is held read-only for want of a confirmation (see
     /// [`crate::cluster_view`]): why.
     pub fenced: Option<String>,
+    /// Set by the agent carrying out a change of primary from the moment it records the new
+    /// epoch until the new primary serves: the old primary is being demoted, the new one not yet
+    /// promoted, so the primary endpoint holds new clients and closes the old primary's.
+    pub changing: bool,
 }
 
 /// Changes of primary carried out by this agent.
@@ -82,10 +86,13 @@ impl Shared {
         let view = ClusterView {
             known,
             fenced: Some("starting".into()),
+            changing: false,
         };
         let status = RegionStatus {
             name: config.region_name().to_owned(),
             redis_addr: config.redis.to_string(),
+            primary_endpoint: config.primary_endpoint.map(|a| a.to_string()),
+            sentinel_addr: config.sentinel.map(|a| a.to_string()),
             primary: config.topology.regions[known.primary].name.clone(),
             ..RegionStatus::default()
         };
@@ -107,7 +114,6 @@ impl Shared {
     }
 
     /// A receiver that sees every later change of the view.
-    #[allow(dead_code)] // the primary endpoint and Sentinel port (next) subscribe
     pub(crate) fn watch_view(&self) -> watch::Receiver<ClusterView> {
         self.view.subscribe()
     }
@@ -127,6 +133,15 @@ impl Shared {
         self.view.send_if_modified(|v| {
             let changed = v.fenced != why;
             v.fenced = why;
+            changed
+        });
+    }
+
+    /// Marks a change of primary as under way (or over).
+    pub(crate) fn set_changing(&self, changing: bool) {
+        self.view.send_if_modified(|v| {
+            let changed = v.changing != changing;
+            v.changing = changing;
             changed
         });
     }

@@ -11,6 +11,12 @@ pub struct RegionStatus {
     pub role: Role,
     /// Where our Redis listens.
     pub redis_addr: String,
+    /// Where the agent's primary endpoint listens (writes from any region), if enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_endpoint: Option<String>,
+    /// Where the agent's Sentinel-compatible port listens, if enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_addr: Option<String>,
     /// Whether the agent can reach its Redis.
     pub redis_up: bool,
     /// The region that should be primary.
@@ -150,6 +156,8 @@ mod tests {
         };
         let status = RegionStatus {
             name: "eu-central-1".into(),
+            primary_endpoint: None,
+            sentinel_addr: None,
             role: Role::Replica,
             redis_addr: "127.0.0.1:7000".into(),
             redis_up: true,

@@ -33,6 +33,23 @@ pub(crate) async fn promote(shared: Arc<Shared>) -> Result<PrimaryChange, Change
     detached(async move { forced(&shared).await }).await
 }
 
+/// Holds [`crate::shared::ClusterView::changing`] from the recording of the new epoch to the end
+/// of the change, whatever its outcome.
+struct Changing<'a>(&'a Shared);
+
+impl Changing<'_> {
+    fn start(shared: &Shared) -> Changing<'_> {
+        shared.set_changing(true);
+        Changing(shared)
+    }
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.set_changing(false);
+    }
+}
+
 async fn detached<F>(change: F) -> Result<PrimaryChange, ChangeError>
 where
     F: std::future::Future<Output = Result<PrimaryChange, ChangeError>> + Send + 'static,
@@ -70,9 +87,14 @@ async fn planned(
         timeout,
     });
     let mut io = Io::new(shared);
+    let mut changing = None;
     loop {
         if let Action::Finish(result) = action {
+            drop(changing);
             return result.map(|done| finish(shared, &done, started));
+        }
+        if matches!(action, Action::Record(_)) && changing.is_none() {
+            changing = Some(Changing::start(shared));
         }
         let seen = io.execute(&action).await;
         action = machine.handle(started.elapsed(), seen);
@@ -95,9 +117,14 @@ async fn forced(shared: &Shared) -> Result<PrimaryChange, ChangeError> {
         last_primary_offset: shared.progress.borrow().offsets.map(|(p, _)| p),
     });
     let mut io = Io::new(shared);
+    let mut changing = None;
     loop {
         if let Action::Finish(result) = action {
+            drop(changing);
             return result.map(|done| finish(shared, &done, started));
+        }
+        if matches!(action, Action::Record(_)) && changing.is_none() {
+            changing = Some(Changing::start(shared));
         }
         let seen = io.execute(&action).await;
         action = machine.handle(seen);

@@ -60,6 +60,13 @@ pub(crate) struct AgentArgs {
     /// what it is now.
     #[arg(long, value_name = "FILE")]
     redis_conf: Option<PathBuf>,
+    /// Where applications reach the current primary (forwarded to the local Redis or through
+    /// the tunnel to the primary region). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    primary_endpoint: Option<SocketAddr>,
+    /// The Sentinel-compatible discovery port. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    sentinel: Option<SocketAddr>,
 }
 
 impl AgentArgs {
@@ -124,6 +131,8 @@ impl AgentArgs {
             reconcile_every: Duration::from_secs(1),
             state_dir: self.state_dir,
             redis_conf: self.redis_conf,
+            primary_endpoint: self.primary_endpoint,
+            sentinel: self.sentinel,
             topology,
         })
     }

@@ -132,23 +132,58 @@ fn stop_signals() -> std::io::Result<tokio::sync::watch::Receiver<bool>> {
 fn intro(cluster: &Cluster) {
     let t = cluster.topology();
     let secrets = cluster.layout().secrets();
+    let password = secrets.join(region_spec::credentials::APP_FILE);
     say!(
-        "\n{} is up. Applications connect per region as user `app`:\n",
+        "\n{} is up. Applications connect per region as user `app`:\n\n",
         t.name
     );
-    for r in &t.regions {
-        let port = t.local.ports(r.index).redis;
-        let role = if r.index == t.primary {
-            "primary (writes)"
-        } else {
-            "replica (reads)"
-        };
-        say!("  {:<16} {:<17} 127.0.0.1:{port}\n", r.name, role);
-    }
-    let first = t.local.ports(t.primary).redis;
     say!(
-        "\n  REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {first} --user app\n\n",
-        secrets.join(region_spec::credentials::APP_FILE).display()
+        "  {:<16} {:<17} {:<16} {:<17} {}\n",
+        "region",
+        "role",
+        "Redis (reads)",
+        "primary endpoint",
+        "Sentinel"
+    );
+    for r in &t.regions {
+        let ports = t.local.ports(r.index);
+        let role = if r.index == t.primary {
+            "primary"
+        } else {
+            "replica"
+        };
+        say!(
+            "  {:<16} {:<17} 127.0.0.1:{:<6} 127.0.0.1:{:<7} 127.0.0.1:{}\n",
+            r.name,
+            role,
+            ports.redis,
+            ports.primary_endpoint,
+            ports.sentinel
+        );
+    }
+    let replica = t
+        .regions
+        .iter()
+        .find(|r| r.index != t.primary)
+        .unwrap_or(&t.regions[t.primary]);
+    let ports = t.local.ports(replica.index);
+    say!(
+        "\nWrite from {} through its primary endpoint (it follows every change of primary):\n\n  \
+         REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {} --user app\n",
+        replica.name,
+        password.display(),
+        ports.primary_endpoint
+    );
+    say!(
+        "\nOr with redis-py's Sentinel support (master name {:?}; Sentinel auth is the app user too):\n\n  \
+         from redis.sentinel import Sentinel\n  \
+         pw = open({:?}).read().strip()\n  \
+         s = Sentinel([(\"127.0.0.1\", {})], sentinel_kwargs={{\"username\": \"app\", \"password\": pw}})\n  \
+         r = s.master_for({:?}, username=\"app\", password=pw)\n\n",
+        t.name,
+        password.display().to_string(),
+        ports.sentinel,
+        t.name
     );
     say!(
         "Cut the WAN between two regions: georep link cut {} {}\n",

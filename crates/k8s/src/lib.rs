@@ -54,6 +54,10 @@ pub mod pod {
     pub const TUNNEL_PORT: u16 = region_spec::pod::TUNNEL_PORT;
     /// The agent's HTTP port: `/status`, `/metrics`, `/healthz`, `/readyz`.
     pub const HTTP_PORT: u16 = region_spec::pod::HTTP_PORT;
+    /// The agent's primary endpoint (Service `georep-primary`).
+    pub const PRIMARY_ENDPOINT_PORT: u16 = region_spec::pod::PRIMARY_ENDPOINT_PORT;
+    /// The agent's Sentinel-compatible port (Service `georep-sentinel`).
+    pub const SENTINEL_PORT: u16 = region_spec::pod::SENTINEL_PORT;
     /// The topology file (from the ConfigMap).
     pub const TOPOLOGY: &str = "/etc/georep/topology.toml";
     /// Directory of the mounted tunnel key Secret.
@@ -89,6 +93,10 @@ pub mod names {
     pub const SERVICE_ACCOUNT: &str = "georep";
     /// ClusterIP Service on 6379 for applications in the cluster.
     pub const REDIS_SERVICE: &str = "redis";
+    /// ClusterIP Service on the agent's primary endpoint (writes from any region).
+    pub const PRIMARY_SERVICE: &str = "georep-primary";
+    /// ClusterIP Service on the agent's Sentinel-compatible port.
+    pub const SENTINEL_SERVICE: &str = "georep-sentinel";
     /// LoadBalancer Service exposing only the tunnel port.
     pub const TUNNEL_SERVICE: &str = "georep-tunnel";
     /// Headless Service for metrics (9121); also the StatefulSet's governing Service.

@@ -111,7 +111,25 @@ pub(crate) fn services(topology: &Topology, region: usize) -> Result<Vec<Service
         }),
         ..Service::default()
     };
-    Ok(vec![redis, tunnel, metrics])
+    // Applications' two ways to the primary, cluster-local like Redis's own Service.
+    let app_port = |name: &'static str, service: &'static str, port: u16| Service {
+        metadata: meta(topology, region, service, name),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(labels::selector_labels(topology)),
+            ports: Some(vec![service_port(name, port, name)]),
+            publish_not_ready_addresses: Some(true),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let primary = app_port(
+        "primary",
+        names::PRIMARY_SERVICE,
+        pod::PRIMARY_ENDPOINT_PORT,
+    );
+    let sentinel = app_port("sentinel", names::SENTINEL_SERVICE, pod::SENTINEL_PORT);
+    Ok(vec![redis, tunnel, metrics, primary, sentinel])
 }
 
 fn tcp(port: u16) -> NetworkPolicyPort {
@@ -202,7 +220,11 @@ pub(crate) fn policies(
             georep.clone(),
             Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![apps]),
-                ports: Some(vec![tcp(pod::REDIS_PORT)]),
+                ports: Some(vec![
+                    tcp(pod::REDIS_PORT),
+                    tcp(pod::PRIMARY_ENDPOINT_PORT),
+                    tcp(pod::SENTINEL_PORT),
+                ]),
             }]),
             None,
         ));

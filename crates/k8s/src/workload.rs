@@ -319,6 +319,8 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         topology: pod::TOPOLOGY.to_owned(),
         region: topology.regions[region].name.clone(),
         keys,
+        primary_endpoint: Some(format!("0.0.0.0:{}", pod::PRIMARY_ENDPOINT_PORT)),
+        sentinel: Some(format!("0.0.0.0:{}", pod::SENTINEL_PORT)),
         ..region_spec::AgentFlags::default()
     };
     let mut args = flags.args();
@@ -331,6 +333,8 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         ports: Some(vec![
             port("tunnel", pod::TUNNEL_PORT),
             port("metrics", pod::HTTP_PORT),
+            port("primary", pod::PRIMARY_ENDPOINT_PORT),
+            port("sentinel", pod::SENTINEL_PORT),
         ]),
         volume_mounts: Some(vec![
             mount("georep", "/etc/georep", true),

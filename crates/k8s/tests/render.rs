@@ -91,8 +91,8 @@ fn every_rendered_object_is_typed_and_secure() {
             }
             let problems = check::security(&objects, &top, region.index);
             assert!(problems.is_empty(), "{name} {}: {problems:#?}", region.name);
-            // Namespace, ServiceAccount, StatefulSet, 3 Services, 5 NetworkPolicies, PDB.
-            assert_eq!(objects.len(), 12, "{name} {}", region.name);
+            // Namespace, ServiceAccount, StatefulSet, 5 Services (redis, tunnel, metrics, primary endpoint, Sentinel), 5 NetworkPolicies, PDB.
+            assert_eq!(objects.len(), 14, "{name} {}", region.name);
         }
     }
 }

@@ -416,6 +416,8 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
         peer_port_base: Some(ports.peer_base),
         announce_port_base: Some(topology.local.ports(topology.primary).peer_base),
         state_dir: Some(layout.region(name).display().to_string()),
+        primary_endpoint: Some(format!("127.0.0.1:{}", ports.primary_endpoint)),
+        sentinel: Some(format!("127.0.0.1:{}", ports.sentinel)),
         peer_endpoints: topology
             .regions
             .iter()

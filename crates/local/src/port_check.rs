@@ -37,6 +37,11 @@ pub fn port_map(topology: &Topology) -> Vec<(u16, String)> {
         map.push((ports.redis, format!("Redis of {name}")));
         map.push((ports.tunnel, format!("tunnel server of {name}")));
         map.push((ports.http, format!("agent HTTP of {name}")));
+        map.push((
+            ports.primary_endpoint,
+            format!("primary endpoint of {name}"),
+        ));
+        map.push((ports.sentinel, format!("Sentinel port of {name}")));
         for peer in topology.regions.iter().filter(|p| p.index != r.index) {
             map.push((
                 ports.peer(peer.index),
@@ -84,14 +89,17 @@ mod tests {
     fn the_map_lists_every_listener_once() {
         let t = topology(20_000);
         let map = port_map(&t);
-        // Per region: Redis, tunnel, HTTP, and a tunnel client and a WAN link per other region.
-        assert_eq!(map.len(), 3 * (3 + 2 * 2) + 1);
+        // Per region: Redis, tunnel, HTTP, primary endpoint, Sentinel, and a tunnel client and a
+        // WAN link per other region.
+        assert_eq!(map.len(), 3 * (5 + 2 * 2) + 1);
         let mut ports: Vec<u16> = map.iter().map(|(p, _)| *p).collect();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), map.len(), "a port is listed twice");
         assert!(map.contains(&(20_000, "Redis of a".into())));
         assert!(map.contains(&(20_101, "tunnel server of b".into())));
+        assert!(map.contains(&(20_104, "primary endpoint of b".into())));
+        assert!(map.contains(&(20_205, "Sentinel port of c".into())));
         assert!(map.contains(&(20_211, "c's tunnel client towards b".into())));
         assert!(map.contains(&(20_052, "emulated WAN link a -> c".into())));
         assert!(map.contains(&(20_099, "control API of georep up".into())));

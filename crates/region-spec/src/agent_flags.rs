@@ -27,6 +27,10 @@ pub struct AgentFlags {
     pub state_dir: Option<String>,
     /// `--peer-endpoint REGION=ADDR`, repeated.
     pub peer_endpoints: Vec<(String, String)>,
+    /// `--primary-endpoint ADDR`: where applications reach the current primary.
+    pub primary_endpoint: Option<String>,
+    /// `--sentinel ADDR`: the Sentinel-compatible port.
+    pub sentinel: Option<String>,
 }
 
 impl AgentFlags {
@@ -65,6 +69,12 @@ impl AgentFlags {
         }
         for (region, addr) in &self.peer_endpoints {
             flag("peer-endpoint", format!("{region}={addr}"));
+        }
+        if let Some(v) = &self.primary_endpoint {
+            flag("primary-endpoint", v.clone());
+        }
+        if let Some(v) = &self.sentinel {
+            flag("sentinel", v.clone());
         }
         args
     }

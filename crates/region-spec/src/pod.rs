@@ -63,3 +63,8 @@ pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) 
     };
     header + &settings(topology, start)
 }
+/// The agent's primary endpoint: forwards each application connection to the current primary
+/// (ClusterIP Service `georep-primary`).
+pub const PRIMARY_ENDPOINT_PORT: u16 = 6380;
+/// The agent's Sentinel-compatible port (ClusterIP Service `georep-sentinel`).
+pub const SENTINEL_PORT: u16 = 26379;
