@@ -316,6 +316,8 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         topology: pod::TOPOLOGY.to_owned(),
         region: topology.regions[region].name.clone(),
         keys,
+        control: Some(format!("127.0.0.1:{}", pod::CONTROL_PORT)),
+        operator_token_files: vec![pod::OPERATOR_TOKEN.to_owned()],
         ..region_spec::AgentFlags::default()
     };
     Container {
@@ -404,6 +406,7 @@ fn volumes(options: &Options) -> Vec<Volume> {
     let passwords = || -> Vec<KeyToPath> {
         region_spec::credentials::FILES
             .iter()
+            .chain([&region_spec::credentials::OPERATOR_TOKEN_FILE])
             .map(|f| item(f, &format!("credentials/{f}"), SECRET_MODE))
             .collect()
     };

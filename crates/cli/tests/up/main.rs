@@ -1,6 +1,7 @@
 //! `georep up` end to end: real redis-server and agent processes per region, real tunnels, the
 //! user-space WAN emulator in between (45 ms one way, like the seed's regions).
 
+mod control_plane;
 mod failover;
 mod harness;
 
