@@ -67,6 +67,13 @@ pub(crate) fn main(args: FailoverArgs) -> Result<(), Failure> {
         .block_on(async {
             // The primary is the region whose agent reports itself primary at the highest epoch.
             let rows = client::fetch(&agents, &token).await;
+            // A refused token is the reason, not "no primary".
+            if let Some(e) = rows.iter().find_map(|r| match &r.status {
+                Err(e @ client::ClientError::Unauthorized { .. }) => Some(e.clone()),
+                _ => None,
+            }) {
+                return Err(e.into());
+            }
             let primary = client::primary(&rows)
                 .map(|s| s.name.clone())
                 .ok_or_else(|| {
