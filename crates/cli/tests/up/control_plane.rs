@@ -346,3 +346,50 @@ async fn the_app_user_cannot_forge_metadata_or_heartbeats() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(state(&env).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_control_loop_makes_readyz_fail_and_shows_in_status() {
+    let env = Env::start(&REGIONS, 5).await;
+    wait_steady(&env).await;
+    let mut admin = env.admin(0).await;
+    let meta = admin.cmd(&["HGETALL", "georep:meta"]).await.unwrap();
+    let resp::Value::Array(Some(fields)) = meta else {
+        panic!("georep:meta is not a hash: {meta:?}")
+    };
+    // Garbage of the wrong type where the metadata lives (only an admin can do this).
+    admin.cmd(&["DEL", "georep:meta"]).await.unwrap();
+    admin.cmd(&["SET", "georep:meta", "x"]).await.unwrap();
+    let why = testkit::eventually("readyz fails with the reason", || async {
+        let r = local::http::request(env.http(0), "GET", "/readyz", Duration::from_secs(2))
+            .await
+            .ok()?;
+        (r.status == 503 && r.body.contains("control loop failing")).then_some(r.body)
+    })
+    .await;
+    assert!(why.contains("WRONGTYPE"), "{why}");
+    let out = tokio::process::Command::new(GEOREP)
+        .args(["status", env.topology.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains("WRONGTYPE"), "{shown}");
+    // Put the metadata back: ready again.
+    let mut restore = vec!["HSET".to_owned(), "georep:meta".to_owned()];
+    for f in fields {
+        if let resp::Value::Bulk(Some(b)) = f {
+            restore.push(String::from_utf8(b).unwrap());
+        }
+    }
+    admin.cmd(&["DEL", "georep:meta"]).await.unwrap();
+    let args: Vec<&str> = restore.iter().map(String::as_str).collect();
+    admin.cmd(&args).await.unwrap();
+    testkit::eventually("ready again", || async {
+        let r = local::http::request(env.http(0), "GET", "/readyz", Duration::from_secs(2))
+            .await
+            .ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+}
