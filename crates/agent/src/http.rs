@@ -33,7 +33,6 @@ const CHANGE_WAIT: Duration = Duration::from_secs(80);
 /// token protects.
 pub(crate) fn metrics_router(shared: Arc<Shared>, registry: Arc<Registry>) -> axum::Router {
     let ready = {
-        let shared = shared.clone();
         move || {
             let s = shared.status.borrow().clone();
             async move {
@@ -122,7 +121,6 @@ pub(crate) fn control_router(shared: Arc<Shared>, gate: &Gate) -> axum::Router {
         }
     };
     let promote = {
-        let shared = shared.clone();
         move |Extension(peer): Extension<Peer>,
               Extension(operator): Extension<Operator>,
               uri: Uri| async move {

@@ -199,8 +199,7 @@ fn the_security_checks_catch_each_violation() {
         &|o| {
             service(o, "georep-metrics", &|s| {
                 let ports = s.spec.as_mut().unwrap().ports.as_mut().unwrap();
-                ports[0].target_port =
-                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9122));
+                ports[0].target_port = Some(IntOrString::Int(9122));
             })
         },
         "reaches the agent's control port",
@@ -211,11 +210,7 @@ fn the_security_checks_catch_each_violation() {
                 if let Object::NetworkPolicy(p) = obj {
                     for rule in p.spec.as_mut().unwrap().ingress.iter_mut().flatten() {
                         for port in rule.ports.iter_mut().flatten() {
-                            port.port = Some(
-                                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
-                                    9122,
-                                ),
-                            );
+                            port.port = Some(IntOrString::Int(9122));
                         }
                     }
                 }
