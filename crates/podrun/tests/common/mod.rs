@@ -162,6 +162,12 @@ impl Rendered {
         for f in agent::Passwords::FILES {
             std::fs::write(secrets.join(f), format!("{}\n", random_hex(24))).unwrap();
         }
+        // The operator token, as `georep secrets init` makes it.
+        std::fs::write(
+            secrets.join("operator-token"),
+            format!("{}\n", random_hex(32)),
+        )
+        .unwrap();
         let passwords = agent::Passwords::load(&secrets).unwrap();
         let names = top.regions.iter().map(|r| r.name.clone()).collect();
         Self {
@@ -321,10 +327,18 @@ pub fn switchover(cluster: &Cluster, from: usize, to: &str) -> serde_json::Value
         .georep_in_pod(from, &["failover", "--to", to, "--timeout", "10s"])
         .unwrap_or_else(|e| panic!("georep failover in the pod: {e}"));
     assert!(out.contains("done:"), "switchover to {to}: {out}");
-    cluster
-        .status(from)
-        .map(|s| s["last_change"].clone())
-        .unwrap_or_else(|| panic!("status after the switchover to {to}"))
+    // The agent's /status shows the change from its next control round on.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let change = cluster.status(from).map(|s| s["last_change"].clone());
+        match change {
+            Some(c) if c["to"] == to => return c,
+            _ if Instant::now() > deadline => {
+                panic!("no last_change to {to} in status: {change:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// A plain HTTP/1.1 request: (status, body).
