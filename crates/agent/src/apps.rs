@@ -159,6 +159,9 @@ mod tests {
             state_dir: "/nonexistent".into(),
             primary_endpoint: Some("0.0.0.0:7104".parse().unwrap()),
             sentinel: Some("127.0.0.1:7105".parse().unwrap()),
+            control: None,
+            operator_tokens: Vec::new(),
+            redis_conf: None,
         }
     }
 

@@ -11,6 +11,8 @@ use topology::Topology;
 
 use crate::status::{Link, PrimaryChange, RegionStatus, Role};
 
+pub use httpd::auth::Token;
+
 /// A response: status code and body.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -30,6 +32,16 @@ pub enum ClientError {
         /// The agent.
         addr: SocketAddr,
         /// Why.
+        why: String,
+    },
+    /// The agent refused the operator token (or its absence).
+    #[error("agent at {addr} refused the request (HTTP {status}): {why}")]
+    Unauthorized {
+        /// The agent.
+        addr: SocketAddr,
+        /// 401 or 403.
+        status: u16,
+        /// The agent's reason.
         why: String,
     },
     /// The agent answered with an unexpected HTTP status.
@@ -63,16 +75,36 @@ pub enum ClientError {
     },
 }
 
-/// Sends `method path` to `addr` and reads the whole response.
+/// Sends `method path` to `addr` without a credential and reads the whole response.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<Response> {
+    request_as(addr, method, path, None, timeout).await
+}
+
+/// Sends `method path` to `addr`, with `Authorization: Bearer` when given a token, and reads
+/// the whole response.
+pub async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&Token>,
+    timeout: Duration,
+) -> std::io::Result<Response> {
     let exchange = async {
         let mut s = TcpStream::connect(addr).await?;
-        let req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+        let mut req = zeroize_string(format!(
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n"
+        ));
+        if let Some(t) = token {
+            req.push_str("Authorization: Bearer ");
+            req.push_str(t.expose());
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;
@@ -98,15 +130,37 @@ pub async fn request(
     })?
 }
 
-/// Sends a change of primary (`/failover?…`, `/promote?force=1`) and returns the agent's report.
+/// A request text that holds a token: wiped from memory when dropped.
+fn zeroize_string(s: String) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(s)
+}
+
+/// The agent's reason in a 401/403 answer (`{"error": …}`), or the body.
+fn refusal(r: &Response) -> String {
+    serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| r.body.trim().to_owned())
+}
+
+/// Sends a change of primary (`/failover?…`, `/promote?force=1`) to the agent's control API and
+/// returns the agent's report.
 pub async fn change(
     addr: SocketAddr,
     path: &str,
+    token: &Token,
     timeout: Duration,
 ) -> Result<PrimaryChange, ClientError> {
-    let r = request(addr, "POST", path, timeout)
+    let r = request_as(addr, "POST", path, Some(token), timeout)
         .await
         .map_err(|e| ClientError::Refused(format!("agent at {addr}: {e}")))?;
+    if r.status == 401 || r.status == 403 {
+        return Err(ClientError::Unauthorized {
+            addr,
+            status: r.status,
+            why: refusal(&r),
+        });
+    }
     let not_json = || ClientError::NotJson {
         addr,
         status: r.status,
@@ -139,12 +193,13 @@ impl Row {
                     || (s.role == Role::Replica && s.link != Link::Up)
                     || s.role == Role::Unknown
                     || s.fenced.is_some()
+                    || s.error.is_some()
             }
         }
     }
 }
 
-/// Where each region's agent serves HTTP when run by `georep up`.
+/// Where each region's agent serves its control API when run by `georep up`.
 pub fn local_agents(topology: &Topology) -> Vec<(String, SocketAddr)> {
     topology
         .regions
@@ -152,20 +207,27 @@ pub fn local_agents(topology: &Topology) -> Vec<(String, SocketAddr)> {
         .map(|r| {
             (
                 r.name.clone(),
-                SocketAddr::from(([127, 0, 0, 1], topology.local.ports(r.index).http)),
+                SocketAddr::from(([127, 0, 0, 1], topology.local.ports(r.index).control)),
             )
         })
         .collect()
 }
 
-/// Fetches `/status` from every agent at once (a dead agent costs its timeout once, not once per
-/// region behind it).
-pub async fn fetch(agents: &[(String, SocketAddr)]) -> Vec<Row> {
+/// Fetches `/status` from every agent's control API at once (a dead agent costs its timeout
+/// once, not once per region behind it).
+pub async fn fetch(agents: &[(String, SocketAddr)], token: &Token) -> Vec<Row> {
     let mut calls = tokio::task::JoinSet::new();
     for (i, (name, addr)) in agents.iter().cloned().enumerate() {
+        let token = token.clone();
         calls.spawn(async move {
-            let reply = request(addr, "GET", "/status", Duration::from_secs(2)).await;
+            let reply =
+                request_as(addr, "GET", "/status", Some(&token), Duration::from_secs(2)).await;
             let status = match reply {
+                Ok(r) if r.status == 401 || r.status == 403 => Err(ClientError::Unauthorized {
+                    addr,
+                    status: r.status,
+                    why: refusal(&r),
+                }),
                 Ok(r) if r.status == 200 => {
                     serde_json::from_str(&r.body).map_err(|e| ClientError::Malformed {
                         addr,

@@ -24,8 +24,13 @@ pub struct AgentConfig {
     pub passwords: Passwords,
     /// Where our tunnel server listens (other regions' agents dial it).
     pub tunnel_listen: Address,
-    /// HTTP status, metrics and probes.
+    /// HTTP metrics and probes (open to scrapers).
     pub http: SocketAddr,
+    /// The control API (`/status`, `/failover`, `/promote`), if served: 127.0.0.1 in a pod.
+    pub control: Option<SocketAddr>,
+    /// Operator tokens the control API accepts (several during a rotation); not empty when
+    /// `control` is set.
+    pub operator_tokens: Vec<httpd::auth::Token>,
     /// Our tunnel client to region `i` listens on `127.0.0.1:(peer_port_base + i)`.
     pub peer_port_base: u16,
     /// The primary's agent reaches region `i` on `127.0.0.1:(announce_port_base + i)`: the port a

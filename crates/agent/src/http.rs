@@ -1,4 +1,8 @@
-//! `/status` (JSON), `/metrics` (Prometheus), `/healthz` and `/readyz`.
+//! The agent's two HTTP surfaces.
+//!
+//! - metrics (`--http`): `GET /metrics`, `/healthz`, `/readyz`, open to scrapers and probes;
+//! - control (`--control`): `/status` detail, `POST /failover`, `POST /promote`, behind an
+//!   operator token ([`httpd::auth::Gate`]); in a pod bound to 127.0.0.1 only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,42 +15,30 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::routing::{get, post};
+use axum::Extension;
+use httpd::auth::{Gate, Operator};
+use httpd::Peer;
 use prometheus_client::registry::Registry;
 
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    registry: Arc<Registry>,
-    mut shutdown: Shutdown,
-) -> std::io::Result<()> {
-    let status = {
-        let shared = shared.clone();
-        move || {
-            let body = json(&*shared.status.borrow());
-            async move { ([(CONTENT_TYPE, "application/json")], body) }
-        }
-    };
+/// The longest switchover timeout a request may ask for: with the steps after the catch-up,
+/// a change stays well inside [`httpd::Limits::control`]'s exchange timeout.
+const MAX_FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a handler waits for a change of primary before answering 504; the change itself
+/// runs on to its end on its own task. Below the control listener's exchange timeout, so the
+/// client always gets an answer.
+const CHANGE_WAIT: Duration = Duration::from_secs(80);
+
+/// The metrics listener: what Prometheus and the kubelet need, read-only, no detail an operator
+/// token protects.
+pub(crate) fn metrics_router(shared: Arc<Shared>, registry: Arc<Registry>) -> axum::Router {
     let ready = {
-        let shared = shared.clone();
         move || {
             let s = shared.status.borrow().clone();
             async move {
-                // Ready when Redis is reachable and, on a replica, replicating.
-                if !s.redis_up {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "redis unreachable\n".to_string(),
-                    )
-                } else if let Some(why) = s.fenced.filter(|_| s.role == Role::Primary) {
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("fenced: {why}\n"))
-                } else if s.role == Role::Replica && s.link != Link::Up {
-                    let why = s.link_error.unwrap_or_default();
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("replication link down: {why}\n"),
-                    )
-                } else {
-                    (StatusCode::OK, "ready\n".to_string())
+                match unready(&s) {
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                    None => (StatusCode::OK, "ready\n".to_string()),
                 }
             }
         }
@@ -63,48 +55,124 @@ pub(crate) async fn serve(
             )
         }
     };
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+}
+
+/// Why this region is not ready, or `None`: Redis reachable, a primary unfenced, a replica
+/// replicating, and the last control round carried out.
+pub(crate) fn unready(s: &crate::status::RegionStatus) -> Option<String> {
+    if !s.redis_up {
+        Some("redis unreachable".to_owned())
+    } else if let Some(why) = s.fenced.as_ref().filter(|_| s.role == Role::Primary) {
+        Some(format!("fenced: {why}"))
+    } else if s.role == Role::Replica && s.link != Link::Up {
+        let why = s.link_error.clone().unwrap_or_default();
+        Some(format!("replication link down: {why}"))
+    } else {
+        s.error
+            .as_ref()
+            .map(|e| format!("control loop failing: {e}"))
+    }
+}
+
+/// The control listener: `/status` detail and the changes of primary, every request through
+/// `gate` (bearer token, no cross-site request, no body).
+pub(crate) fn control_router(shared: Arc<Shared>, gate: &Gate) -> axum::Router {
+    let status = {
+        let shared = shared.clone();
+        move || {
+            let body = json(&*shared.status.borrow());
+            async move { ([(CONTENT_TYPE, "application/json")], body) }
+        }
+    };
     let failover = {
         let shared = shared.clone();
-        move |uri: Uri| async move {
+        move |Extension(peer): Extension<Peer>,
+              Extension(operator): Extension<Operator>,
+              uri: Uri| async move {
             let q = query(&uri);
-            let Some(to) = q.iter().find(|(k, _)| k == "to").map(|(_, v)| v.clone()) else {
-                return reply(Err(bad_request("missing ?to=REGION")));
-            };
+            let to = q.iter().find(|(k, _)| k == "to").map(|(_, v)| v.clone());
             let timeout = match q.iter().find(|(k, _)| k == "timeout_ms") {
-                None => Duration::from_secs(5),
+                None => Ok(Duration::from_secs(5)),
                 Some((_, v)) => match v.parse() {
-                    Ok(ms) => Duration::from_millis(ms),
-                    Err(_) => return reply(Err(bad_request("timeout_ms must be an integer"))),
+                    Ok(ms) if Duration::from_millis(ms) <= MAX_FAILOVER_TIMEOUT => {
+                        Ok(Duration::from_millis(ms))
+                    }
+                    Ok(_) => Err(bad_request(&format!(
+                        "timeout_ms may be at most {}",
+                        MAX_FAILOVER_TIMEOUT.as_millis()
+                    ))),
+                    Err(_) => Err(bad_request("timeout_ms must be an integer")),
                 },
             };
-            reply(crate::switchover::failover(shared, to, timeout).await)
+            let target = to.clone().unwrap_or_default();
+            let result = match (to, timeout) {
+                (None, _) => Err(bad_request("missing ?to=REGION")),
+                (_, Err(e)) => Err(e),
+                (Some(to), Ok(timeout)) => {
+                    bounded(crate::switchover::failover(shared.clone(), to, timeout)).await
+                }
+            };
+            crate::audit::record(&shared, peer, &operator, "failover", &target, &result);
+            reply(result)
         }
     };
     let promote = {
-        let shared = shared.clone();
-        move |uri: Uri| async move {
+        move |Extension(peer): Extension<Peer>,
+              Extension(operator): Extension<Operator>,
+              uri: Uri| async move {
             let forced = query(&uri).iter().any(|(k, v)| k == "force" && v == "1");
-            if !forced {
-                return reply(Err(bad_request(
+            let result = if forced {
+                bounded(crate::switchover::promote(shared.clone())).await
+            } else {
+                Err(bad_request(
                     "an emergency promotion may lose writes the old primary acknowledged; \
                      add ?force=1 (georep promote REGION --force)",
-                )));
-            }
-            reply(crate::switchover::promote(shared).await)
+                ))
+            };
+            let me = shared.config.region_name().to_owned();
+            crate::audit::record(&shared, peer, &operator, "promote", &me, &result);
+            reply(result)
         }
     };
-    let app = axum::Router::new()
-        .route("/failover", post(failover))
-        .route("/promote", post(promote))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.wait().await;
-        })
+    gate.guard(
+        axum::Router::new()
+            .route("/failover", post(failover))
+            .route("/promote", post(promote))
+            .route("/status", get(status)),
+    )
+}
+
+/// Serves `router` on `listener` within `limits` until shutdown.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: httpd::Limits,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    httpd::serve(
+        listener,
+        router,
+        limits,
+        async move { shutdown.wait().await },
+    )
+    .await
+}
+
+/// Waits for a change at most [`CHANGE_WAIT`] (the change continues on its own task).
+async fn bounded(
+    change: impl std::future::Future<Output = Result<PrimaryChange, ChangeError>>,
+) -> Result<PrimaryChange, ChangeError> {
+    tokio::time::timeout(CHANGE_WAIT, change)
         .await
+        .unwrap_or_else(|_| {
+            Err(ChangeError::Failed(format!(
+                "no result within {CHANGE_WAIT:?}; the change goes on: see georep status"
+            )))
+        })
 }
 
 fn bad_request(message: &str) -> ChangeError {

@@ -5,8 +5,8 @@
 //!  other  ══► │ tunnel server ──────────────────────────► Redis (local) │
 //!  regions    │ tunnel clients ◄── 127.0.0.1:(base+i) ◄── Redis replicaof│
 //!             │ control loop: role, ACL, config  ·  heartbeat / lag    │
-//!             │ HTTP: /status /metrics /healthz /readyz                │
-//!             │       POST /failover (planned)  POST /promote (forced) │
+//!             │ HTTP (open): /metrics /healthz /readyz                 │
+//!             │ control (token): /status POST /failover POST /promote  │
 //!             └────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod apps;
+mod audit;
 pub mod change;
 pub mod client;
 pub mod cluster_view;
@@ -83,6 +84,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
     let http = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(bind("HTTP", config.http.to_string()))?;
+    let control = match config.control {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(bind("control", addr.to_string()))?,
+        ),
+        None => None,
+    };
     let server = Listener::bind(&config.tunnel_listen)
         .await
         .map_err(bind("tunnel", config.tunnel_listen.to_string()))?;
@@ -155,6 +164,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
         redis = %config.redis,
         tunnel = %config.tunnel_listen,
         http = %config.http,
+        control = ?config.control,
         "agent ready"
     );
     let shared = Arc::new(shared::Shared::new(config, agent_metrics, links));
@@ -169,10 +179,32 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
         sentinel_port,
         &shutdown,
     );
-    let registry = Arc::new(registry);
+    if let Some(listener) = control {
+        let gate = httpd::auth::Gate::new(shared.config.operator_tokens.clone(), &mut registry);
+        let limits = httpd::Limits::control();
+        registry.register(
+            "control_connections_refused",
+            "Control connections closed at once: connection limit reached",
+            limits.refused.clone(),
+        );
+        let router = http::control_router(shared.clone(), &gate);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = http::serve(listener, router, limits, stop).await {
+                tracing::error!(error = %e, "control HTTP server failed");
+            }
+        });
+    }
+    let limits = httpd::Limits::open();
+    registry.register(
+        "http_connections_refused",
+        "Metrics connections closed at once: connection limit reached",
+        limits.refused.clone(),
+    );
+    let router = http::metrics_router(shared, Arc::new(registry));
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = http::serve(http, shared, registry, http_shutdown).await {
+        if let Err(e) = http::serve(http, router, limits, http_shutdown).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });

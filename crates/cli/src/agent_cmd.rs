@@ -36,9 +36,16 @@ pub(crate) struct AgentArgs {
     /// Where this region's tunnel server listens.
     #[arg(long, value_name = "ADDR", default_value = "[0.0.0.0]:56379")]
     tunnel_listen: Address,
-    /// HTTP for /status, /metrics, /healthz and /readyz.
+    /// HTTP for /metrics, /healthz and /readyz (open: scrapers and probes).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9121")]
     http: SocketAddr,
+    /// The control API (/status, POST /failover, POST /promote), guarded by an operator token;
+    /// bind it to 127.0.0.1 (reach it with `kubectl port-forward`). Needs --operator-token-file.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
+    /// A file holding an operator token the control API accepts; repeat during a rotation.
+    #[arg(long = "operator-token-file", value_name = "FILE")]
+    operator_token_files: Vec<PathBuf>,
     /// Our tunnel client to region i listens on 127.0.0.1:(BASE + i).
     #[arg(long, value_name = "BASE", default_value_t = topology::POD_PEER_PORT_BASE)]
     peer_port_base: u16,
@@ -90,6 +97,21 @@ impl AgentArgs {
             .map(|p| tunnel::keyfile::load(p, self.allow_short_key))
             .collect::<Result<Vec<_>, _>>()?;
         let passwords = agent::Passwords::load(&self.credentials)?;
+        if self.control.is_some() && self.operator_token_files.is_empty() {
+            anyhow::bail!(
+                "--control needs at least one --operator-token-file: the control API changes \
+                 the primary and is never served without a credential (make one with \
+                 `georep secrets init`)"
+            );
+        }
+        if self.control.is_none() && !self.operator_token_files.is_empty() {
+            anyhow::bail!("--operator-token-file is only used with --control ADDR");
+        }
+        let operator_tokens = self
+            .operator_token_files
+            .iter()
+            .map(|p| agent::client::Token::read(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut peer_endpoints = topology
             .regions
             .iter()
@@ -124,6 +146,8 @@ impl AgentArgs {
             passwords,
             tunnel_listen: self.tunnel_listen,
             http: self.http,
+            control: self.control,
+            operator_tokens,
             peer_port_base: self.peer_port_base,
             announce_port_base: self.announce_port_base.unwrap_or(self.peer_port_base),
             peer_endpoints,

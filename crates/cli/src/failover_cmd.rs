@@ -20,10 +20,12 @@ pub(crate) struct FailoverArgs {
     /// Abort (the primary unchanged, nothing lost) if the target has not caught up by then.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = topology::parse_duration)]
     timeout: Duration,
-    /// Reach REGION's agent at HOST:PORT (e.g. through `kubectl port-forward`) instead of the
-    /// local port map of `georep up`. Repeatable.
+    /// Reach REGION's agent's control API at HOST:PORT (e.g. through `kubectl port-forward`)
+    /// instead of the local port map of `georep up`. Repeatable.
     #[arg(long = "agent", value_name = "REGION=ADDR")]
     agents: Vec<String>,
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
     /// The topology file.
     #[arg(default_value = crate::up_cmd::DEFAULT_TOPOLOGY)]
     topology: PathBuf,
@@ -60,10 +62,18 @@ pub(crate) fn main(args: FailoverArgs) -> Result<(), Failure> {
         )));
     }
     let agents = agents(&topology, &args.agents)?;
+    let token = args.token.find(&topology)?;
     let change = crate::runtime()?
         .block_on(async {
             // The primary is the region whose agent reports itself primary at the highest epoch.
-            let rows = client::fetch(&agents).await;
+            let rows = client::fetch(&agents, &token).await;
+            // A refused token is the reason, not "no primary".
+            if let Some(e) = rows.iter().find_map(|r| match &r.status {
+                Err(e @ client::ClientError::Unauthorized { .. }) => Some(e.clone()),
+                _ => None,
+            }) {
+                return Err(e.into());
+            }
             let primary = client::primary(&rows)
                 .map(|s| s.name.clone())
                 .ok_or_else(|| {
@@ -80,7 +90,7 @@ pub(crate) fn main(args: FailoverArgs) -> Result<(), Failure> {
                 args.to,
                 args.timeout.as_millis()
             );
-            let change = client::change(addr, &path, args.timeout + Duration::from_secs(20)).await?;
+            let change = client::change(addr, &path, &token, args.timeout + Duration::from_secs(20)).await?;
             Ok::<_, anyhow::Error>(change)
         })
         .map_err(Failure::runtime)?;

@@ -27,6 +27,8 @@ pub(crate) struct LinkArgs {
     a: String,
     /// The other region.
     b: String,
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
     /// The topology file of the running `georep up`.
     #[arg(default_value = crate::up_cmd::DEFAULT_TOPOLOGY)]
     topology: PathBuf,
@@ -48,11 +50,13 @@ pub(crate) fn main(args: LinkArgs) -> Result<(), Failure> {
         Action::Heal => "heal",
     };
     let path = format!("/links/{}/{}/{action}", args.a, args.b);
+    let token = args.token.find(&topology)?;
     let response = crate::runtime()?
-        .block_on(agent::client::request(
+        .block_on(agent::client::request_as(
             control,
             "POST",
             &path,
+            Some(&token),
             Duration::from_secs(3),
         ))
         .map_err(|e| {

@@ -14,6 +14,7 @@ mod secrets_cmd;
 mod signal;
 mod status_cmd;
 mod telemetry;
+mod token;
 mod tunnel_cmd;
 mod up_cmd;
 

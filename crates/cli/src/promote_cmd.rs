@@ -18,9 +18,11 @@ pub(crate) struct PromoteArgs {
     /// Required: acknowledges that writes the old primary had not replicated are lost.
     #[arg(long)]
     force: bool,
-    /// Reach REGION's agent at HOST:PORT instead of the local port map. Repeatable.
+    /// Reach REGION's agent's control API at HOST:PORT instead of the local port map. Repeatable.
     #[arg(long = "agent", value_name = "REGION=ADDR")]
     agents: Vec<String>,
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
     /// The topology file.
     #[arg(default_value = crate::up_cmd::DEFAULT_TOPOLOGY)]
     topology: PathBuf,
@@ -49,10 +51,12 @@ pub(crate) fn main(args: PromoteArgs) -> Result<(), Failure> {
         .find(|(n, _)| *n == args.region)
         .map(|(_, a)| *a)
         .expect("region checked");
+    let token = args.token.find(&topology)?;
     let change = crate::runtime()?
         .block_on(agent::client::change(
             addr,
             "/promote?force=1",
+            &token,
             Duration::from_secs(15),
         ))
         .map_err(Failure::runtime)?;

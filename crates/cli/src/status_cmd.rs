@@ -18,10 +18,12 @@ pub(crate) struct StatusArgs {
     /// Refresh every second until Ctrl-C.
     #[arg(long)]
     watch: bool,
-    /// Reach REGION's agent at HOST:PORT (e.g. through `kubectl port-forward`) instead of the
-    /// local port map of `georep up`. Repeatable.
+    /// Reach REGION's agent's control API at HOST:PORT (e.g. through `kubectl port-forward`)
+    /// instead of the local port map of `georep up`. Repeatable.
     #[arg(long = "agent", value_name = "REGION=ADDR")]
     agents: Vec<String>,
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
     /// The topology file.
     #[arg(default_value = crate::up_cmd::DEFAULT_TOPOLOGY)]
     topology: PathBuf,
@@ -31,6 +33,7 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
     let topology = Topology::load(&args.topology).map_err(Failure::usage)?;
     let agents = crate::failover_cmd::agents(&topology, &args.agents)?;
     let local_mode = args.agents.is_empty();
+    let token = args.token.find(&topology)?;
     let credentials = local_mode.then(|| {
         let data = &topology.local.data_dir;
         let data = std::env::current_dir().map_or_else(|_| data.clone(), |d| d.join(data));
@@ -42,7 +45,7 @@ pub(crate) fn main(args: StatusArgs) -> Result<(), Failure> {
                 .context("signals")?
                 .into();
             loop {
-                let rows = view::fetch(&agents).await;
+                let rows = view::fetch(&agents, &token).await;
                 if args.json {
                     println!(
                         "{}",

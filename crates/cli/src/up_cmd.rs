@@ -70,6 +70,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let cluster = Cluster::start(options).await?;
     intro(&cluster);
     let agents = view::local_agents(cluster.topology());
+    let token = view::Token::read(&cluster.layout().operator_token())?;
     let tty = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_shape = String::new();
@@ -79,7 +80,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             _ = tick.tick() => {}
             _ = shutdown.wait() => break,
         }
-        let rows = view::fetch(&agents).await;
+        let rows = view::fetch(&agents, &token).await;
         let table = view::table(&rows);
         if tty {
             // Redraw in place: cursor home, clear below.

@@ -82,10 +82,17 @@ async fn up_status_link_and_a_clean_stop_leaving_no_process_behind() {
     )
     .parse()
     .unwrap();
-    let body = local::http::request(control, "GET", "/processes", Duration::from_secs(2))
-        .await
-        .unwrap()
-        .body;
+    let token = local::http::Token::read(&dir.path().join("data/secrets/operator-token")).unwrap();
+    let body = local::http::request_as(
+        control,
+        "GET",
+        "/processes",
+        Some(&token),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .body;
     let pids: Vec<local::Pids> = serde_json::from_str(&body).unwrap();
     let all: Vec<u32> = pids
         .iter()

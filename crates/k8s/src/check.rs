@@ -359,6 +359,7 @@ fn container(
             }
         }
     }
+    control_plane(at, c, v);
     for p in c.ports.as_deref().unwrap_or_default() {
         if p.host_port.is_some() {
             v.push(format!("{at}: hostPort {:?}", p.host_port));
@@ -368,6 +369,41 @@ fn container(
         if secret_volumes.contains(&m.name.as_str()) && m.read_only != Some(true) {
             v.push(format!("{at}: mounts secret volume {} writable", m.name));
         }
+    }
+}
+
+/// The agent's control API (it changes the primary) listens on 127.0.0.1 only, with an operator
+/// token, and is declared as no container port (so no Service can name it).
+fn control_plane(at: &str, c: &Container, v: &mut Vec<String>) {
+    let args = c.args.as_deref().unwrap_or_default();
+    if args.first().map(String::as_str) != Some("agent") {
+        return;
+    }
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    match value("--control") {
+        Some(addr) if addr.starts_with("127.0.0.1:") => {}
+        Some(addr) => v.push(format!(
+            "{at}: the control API listens on {addr}, not 127.0.0.1"
+        )),
+        None => v.push(format!("{at}: no --control listener")),
+    }
+    if value("--operator-token-file").is_none() {
+        v.push(format!(
+            "{at}: the control API has no --operator-token-file"
+        ));
+    }
+    let control = i32::from(pod::CONTROL_PORT);
+    if c.ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|p| p.container_port == control)
+    {
+        v.push(format!("{at}: declares the control port {control}"));
     }
 }
 
@@ -429,6 +465,11 @@ fn service(
         let targets = target_ports(p, &selected);
         if targets.contains(&None) {
             v.push(format!("{what}: port {} targets no container port", p.port));
+        }
+        if targets.contains(&Some(i32::from(pod::CONTROL_PORT)))
+            || p.port == i32::from(pod::CONTROL_PORT)
+        {
+            v.push(format!("{what}: reaches the agent's control port"));
         }
         if targets.contains(&Some(redis)) && kind != "ClusterIP" {
             v.push(format!(
@@ -517,6 +558,11 @@ fn policy(what: &str, p: &NetworkPolicy, topology: &Topology, v: &mut Vec<String
             .iter()
             .filter_map(|f| f.ip_block.as_ref().map(|b| b.cidr.as_str()))
             .collect();
+        if ports.contains(&Some(i32::from(pod::CONTROL_PORT))) {
+            v.push(format!(
+                "{what}: an ingress rule opens the agent's control port"
+            ));
+        }
         if ports.contains(&Some(i32::from(pod::REDIS_PORT))) && !blocks.is_empty() {
             v.push(format!(
                 "{what}: admits addresses (ipBlock) to Redis's port"

@@ -118,6 +118,7 @@ pub(crate) fn secrets_base(topology: &Topology, options: &Options, source: &str)
         type_: Some("Opaque"),
         files: region_spec::credentials::FILES
             .iter()
+            .chain([&region_spec::credentials::OPERATOR_TOKEN_FILE])
             .map(|f| f.to_string())
             .collect(),
     });

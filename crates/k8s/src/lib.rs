@@ -52,12 +52,16 @@ pub mod pod {
     pub const REDIS_PORT: u16 = region_spec::pod::REDIS_PORT;
     /// The agent's tunnel server, the only port behind the load balancer.
     pub const TUNNEL_PORT: u16 = region_spec::pod::TUNNEL_PORT;
-    /// The agent's HTTP port: `/status`, `/metrics`, `/healthz`, `/readyz`.
+    /// The agent's metrics port: `/metrics`, `/healthz`, `/readyz`.
     pub const HTTP_PORT: u16 = region_spec::pod::HTTP_PORT;
     /// The agent's primary endpoint (Service `georep-primary`).
     pub const PRIMARY_ENDPOINT_PORT: u16 = region_spec::pod::PRIMARY_ENDPOINT_PORT;
     /// The agent's Sentinel-compatible port (Service `georep-sentinel`).
     pub const SENTINEL_PORT: u16 = region_spec::pod::SENTINEL_PORT;
+    /// The agent's control API, on 127.0.0.1 only (operator token; `kubectl port-forward`).
+    pub const CONTROL_PORT: u16 = region_spec::pod::CONTROL_PORT;
+    /// The operator token file (from the credentials Secret).
+    pub const OPERATOR_TOKEN: &str = region_spec::pod::OPERATOR_TOKEN;
     /// The topology file (from the ConfigMap).
     pub const TOPOLOGY: &str = "/etc/georep/topology.toml";
     /// Directory of the mounted tunnel key Secret.
@@ -273,6 +277,7 @@ pub fn secret_files(options: &Options) -> Vec<String> {
     files.extend(
         region_spec::credentials::FILES
             .iter()
+            .chain([&region_spec::credentials::OPERATOR_TOKEN_FILE])
             .map(|f| f.to_string()),
     );
     files
@@ -379,7 +384,9 @@ fn validate(topology: &Topology, options: &Options) -> Result<(), RenderError> {
                 names::SECRETS_DIR
             ));
         }
-        if region_spec::credentials::FILES.contains(&name.as_str()) || name == "kustomization.yaml"
+        if region_spec::credentials::FILES.contains(&name.as_str())
+            || name == region_spec::credentials::OPERATOR_TOKEN_FILE
+            || name == "kustomization.yaml"
         {
             return invalid(format!("--tunnel-key {name:?}: that file name is taken"));
         }
@@ -424,11 +431,15 @@ fn readme(topology: &Topology, options: &Options, source: &str) -> String {
          \x20  ```sh\n\
          \x20  georep keygen {dir}/{key}\n\
          \x20  (umask 077; for u in admin replication app; do openssl rand -hex 32 > {dir}/$u.password; done)\n\
+         \x20  (umask 077; openssl rand -hex 32 > {dir}/operator-token)   # or: georep secrets init {dir}\n\
          \x20  ```\n\
          \n\
          2. In each region's cluster: `kubectl --context CONTEXT apply -k <region>/`.\n\
          3. Put each region's tunnel load balancer name (`kubectl -n {ns} get service {svc}`)\n\
-         \x20  into the topology's `endpoint`, render again and apply again.\n",
+         \x20  into the topology's `endpoint`, render again and apply again.\n\
+         4. Status and changes of primary go through the agent's control port, on 127.0.0.1 in\n\
+         \x20  the pod only: `kubectl -n {ns} port-forward pod/georep-0 {control}` in one shell,\n\
+         \x20  then `georep status --agent REGION=127.0.0.1:{control} --token-file {dir}/operator-token`.\n",
         name = topology.name,
         regions = regions.join(", "),
         primary = topology.primary_region().name,
@@ -436,6 +447,7 @@ fn readme(topology: &Topology, options: &Options, source: &str) -> String {
         key = options.tunnel_keys[0],
         ns = topology.kubernetes.namespace,
         svc = names::TUNNEL_SERVICE,
+        control = region_spec::pod::CONTROL_PORT,
     )
 }
 

@@ -321,6 +321,8 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         keys,
         primary_endpoint: Some(format!("0.0.0.0:{}", pod::PRIMARY_ENDPOINT_PORT)),
         sentinel: Some(format!("0.0.0.0:{}", pod::SENTINEL_PORT)),
+        control: Some(format!("127.0.0.1:{}", pod::CONTROL_PORT)),
+        operator_token_files: vec![pod::OPERATOR_TOKEN.to_owned()],
         ..region_spec::AgentFlags::default()
     };
     let mut args = flags.args();
@@ -450,6 +452,7 @@ fn volumes(options: &Options) -> Vec<Volume> {
     let passwords = || -> Vec<KeyToPath> {
         region_spec::credentials::FILES
             .iter()
+            .chain([&region_spec::credentials::OPERATOR_TOKEN_FILE])
             .map(|f| item(f, &format!("credentials/{f}"), SECRET_MODE))
             .collect()
     };

@@ -43,6 +43,11 @@ impl Secrets {
             let password = format!("test-{}-{nonce}-secret\n", f.trim_end_matches(".password"));
             files.push((f.to_owned(), password.into_bytes()));
         }
+        // The operator token: a secret the rendered tree must not contain either.
+        files.push((
+            region_spec::credentials::OPERATOR_TOKEN_FILE.to_owned(),
+            format!("test-operator-{nonce}-token-0123456789abcdef\n").into_bytes(),
+        ));
         for (name, bytes) in &files {
             std::fs::write(out.join(k8s::names::SECRETS_DIR).join(name), bytes).unwrap();
         }
@@ -176,6 +181,7 @@ fn kustomize_example(name: &str, options: &Options) {
                     assert!(name.starts_with(k8s::names::CREDENTIALS_SECRET), "{name}");
                     let keys: Vec<&String> = data.keys().collect();
                     let mut want = agent::Passwords::FILES.to_vec();
+                    want.push(region_spec::credentials::OPERATOR_TOKEN_FILE);
                     want.sort();
                     assert_eq!(keys, want, "{what}");
                 }

@@ -171,6 +171,53 @@ fn the_security_checks_catch_each_violation() {
         },
         "container georep-agent: allowPrivilegeEscalation",
     );
+    // The control API: loopback only, with a token, in no Service and no policy.
+    let set_arg = |flag: &'static str, value: Option<&'static str>| {
+        move |o: &mut Vec<Object>| {
+            pod(o, &|p| {
+                let args = p.containers[1].args.as_mut().unwrap();
+                let i = args.iter().position(|a| a == flag).unwrap();
+                match value {
+                    Some(v) => args[i + 1] = v.to_owned(),
+                    None => {
+                        args.drain(i..i + 2);
+                    }
+                }
+            })
+        }
+    };
+    broken(
+        &set_arg("--control", Some("0.0.0.0:9122")),
+        "the control API listens on 0.0.0.0:9122",
+    );
+    broken(&set_arg("--control", None), "no --control listener");
+    broken(
+        &set_arg("--operator-token-file", None),
+        "the control API has no --operator-token-file",
+    );
+    broken(
+        &|o| {
+            service(o, "georep-metrics", &|s| {
+                let ports = s.spec.as_mut().unwrap().ports.as_mut().unwrap();
+                ports[0].target_port = Some(IntOrString::Int(9122));
+            })
+        },
+        "reaches the agent's control port",
+    );
+    broken(
+        &|o| {
+            for obj in o.iter_mut() {
+                if let Object::NetworkPolicy(p) = obj {
+                    for rule in p.spec.as_mut().unwrap().ingress.iter_mut().flatten() {
+                        for port in rule.ports.iter_mut().flatten() {
+                            port.port = Some(IntOrString::Int(9122));
+                        }
+                    }
+                }
+            }
+        },
+        "an ingress rule opens the agent's control port",
+    );
     broken(
         &|o| {
             pod(o, &|p| {

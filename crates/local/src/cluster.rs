@@ -329,11 +329,14 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(io(format!("control API {addr}")))?;
+        let token = agent::client::Token::read(&self.layout.operator_token())
+            .map_err(|e| io("reading the operator token")(std::io::Error::other(e)))?;
         let task = tokio::spawn(crate::control::serve(
             listener,
             Arc::clone(&self.topology),
             Arc::clone(&self.links),
             Arc::clone(&self.regions).into(),
+            token,
             stop.into(),
         ));
         *self.control.lock().await = Some(task);
@@ -413,6 +416,8 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
         credentials: Some(layout.secrets().display().to_string()),
         tunnel_listen: Some(format!("[127.0.0.1]:{}", ports.tunnel)),
         http: Some(format!("127.0.0.1:{}", ports.http)),
+        control: Some(format!("127.0.0.1:{}", ports.control)),
+        operator_token_files: vec![layout.operator_token().display().to_string()],
         peer_port_base: Some(ports.peer_base),
         announce_port_base: Some(topology.local.ports(topology.primary).peer_base),
         state_dir: Some(layout.region(name).display().to_string()),

@@ -1,5 +1,6 @@
 //! The control API of a running `georep up` (loopback only): process ids, and cutting or healing
-//! the emulated WAN between two regions (`georep link cut|heal A B`).
+//! the emulated WAN between two regions (`georep link cut|heal A B`). Every request carries the
+//! operator token of `up`'s secrets directory, like the agents' control APIs.
 
 use std::sync::Arc;
 
@@ -7,6 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
+use httpd::auth::Gate;
+use httpd::Limits;
+use prometheus_client::registry::Registry;
 use topology::Topology;
 
 use crate::regions::{set_cut, Links, Pids, Procs};
@@ -38,6 +42,7 @@ pub(crate) async fn serve(
     topology: Arc<Topology>,
     links: Links,
     procs: Procs,
+    token: agent::client::Token,
     mut stop: agent::Shutdown,
 ) {
     let ctx = Ctx {
@@ -45,16 +50,19 @@ pub(crate) async fn serve(
         links,
         procs,
     };
-    let app = axum::Router::new()
-        .route("/processes", get(processes))
-        .route("/links", get(list_links))
-        .route("/links/{a}/{b}/{action}", post(change_link))
-        .with_state(ctx);
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.wait().await;
-        })
-        .await;
+    // The failure counter has no scraper here; the refusals are in up's log.
+    let gate = Gate::new(vec![token], &mut Registry::default());
+    let app = gate.guard(
+        axum::Router::new()
+            .route("/processes", get(processes))
+            .route("/links", get(list_links))
+            .route("/links/{a}/{b}/{action}", post(change_link))
+            .with_state(ctx),
+    );
+    let _ = httpd::serve(listener, app, Limits::control(), async move {
+        stop.wait().await;
+    })
+    .await;
 }
 
 async fn processes(State(ctx): State<Ctx>) -> Json<Vec<Pids>> {

@@ -52,6 +52,11 @@ impl Layout {
         self.secrets().join("tunnel.key")
     }
 
+    /// The operator token the agents' control APIs and `up`'s own accept.
+    pub fn operator_token(&self) -> PathBuf {
+        self.secrets().join(crate::secrets::OPERATOR_TOKEN_FILE)
+    }
+
     /// One region's directory.
     pub fn region(&self, name: &str) -> PathBuf {
         self.root.join(name)

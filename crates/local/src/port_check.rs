@@ -37,6 +37,7 @@ pub fn port_map(topology: &Topology) -> Vec<(u16, String)> {
         map.push((ports.redis, format!("Redis of {name}")));
         map.push((ports.tunnel, format!("tunnel server of {name}")));
         map.push((ports.http, format!("agent HTTP of {name}")));
+        map.push((ports.control, format!("agent control API of {name}")));
         map.push((
             ports.primary_endpoint,
             format!("primary endpoint of {name}"),
@@ -89,9 +90,9 @@ mod tests {
     fn the_map_lists_every_listener_once() {
         let t = topology(20_000);
         let map = port_map(&t);
-        // Per region: Redis, tunnel, HTTP, primary endpoint, Sentinel, and a tunnel client and a
-        // WAN link per other region.
-        assert_eq!(map.len(), 3 * (5 + 2 * 2) + 1);
+        // Per region: Redis, tunnel, HTTP, control, primary endpoint, Sentinel, and a tunnel
+        // client and a WAN link per other region.
+        assert_eq!(map.len(), 3 * (6 + 2 * 2) + 1);
         let mut ports: Vec<u16> = map.iter().map(|(p, _)| *p).collect();
         ports.sort_unstable();
         ports.dedup();
@@ -103,6 +104,7 @@ mod tests {
         assert!(map.contains(&(20_211, "c's tunnel client towards b".into())));
         assert!(map.contains(&(20_052, "emulated WAN link a -> c".into())));
         assert!(map.contains(&(20_099, "control API of georep up".into())));
+        assert!(map.contains(&(20_103, "agent control API of b".into())));
     }
 
     #[test]

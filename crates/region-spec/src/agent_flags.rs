@@ -19,6 +19,10 @@ pub struct AgentFlags {
     pub tunnel_listen: Option<String>,
     /// `--http ADDR`.
     pub http: Option<String>,
+    /// `--control ADDR`: the control API (operator token required).
+    pub control: Option<String>,
+    /// `--operator-token-file FILE`, repeated (rotation).
+    pub operator_token_files: Vec<String>,
     /// `--peer-port-base BASE`.
     pub peer_port_base: Option<u16>,
     /// `--announce-port-base BASE`.
@@ -57,6 +61,12 @@ impl AgentFlags {
         }
         if let Some(v) = &self.http {
             flag("http", v.clone());
+        }
+        if let Some(v) = &self.control {
+            flag("control", v.clone());
+        }
+        for f in &self.operator_token_files {
+            flag("operator-token-file", f.clone());
         }
         if let Some(v) = self.peer_port_base {
             flag("peer-port-base", v.to_string());

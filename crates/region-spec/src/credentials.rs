@@ -17,5 +17,9 @@ pub const APP_FILE: &str = "app.password";
 /// Every password file, admin first.
 pub const FILES: [&str; 3] = [ADMIN_FILE, REPLICATION_FILE, APP_FILE];
 
+/// The operator token's file name, beside the passwords: what `georep` commands present to an
+/// agent's control API (`--operator-token-file`).
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+
 /// Under `georep up`, the credentials directory inside the data directory.
 pub const LOCAL_DIR: &str = "secrets";

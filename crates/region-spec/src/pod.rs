@@ -5,8 +5,13 @@
 pub const REDIS_PORT: u16 = 6379;
 /// The agent's tunnel server, the only port behind the load balancer.
 pub const TUNNEL_PORT: u16 = 56379;
-/// The agent's HTTP port: `/status`, `/metrics`, `/healthz`, `/readyz`.
+/// The agent's metrics port: `/metrics`, `/healthz`, `/readyz` (read-only, open to scrapers).
 pub const HTTP_PORT: u16 = 9121;
+/// The agent's control API (`/status`, `/failover`, `/promote`): bound to 127.0.0.1, in no
+/// Service and no NetworkPolicy; reached with `kubectl port-forward`.
+pub const CONTROL_PORT: u16 = 9122;
+/// The operator token the control API accepts, from the credentials Secret.
+pub const OPERATOR_TOKEN: &str = "/etc/georep/credentials/operator-token";
 /// Directory of the mounted tunnel key Secret.
 pub const TUNNEL_KEY_DIR: &str = "/etc/georep/tunnel";
 /// The tunnel key the agent dials with (the agent's `--key` default).

@@ -13,7 +13,8 @@
 //! | --- | --- |
 //! | `+0` | Redis |
 //! | `+1` | tunnel server (decrypts, forwards to `+0`); the WAN emulator forwards here |
-//! | `+2` | agent HTTP (status, `/metrics`) |
+//! | `+2` | agent HTTP (`/metrics`, `/healthz`, `/readyz`) |
+//! | `+3` | agent control API (`/status`, `/failover`, `/promote`; operator token) |
 //! | `+4` | the agent's primary endpoint (forwards to the current primary) |
 //! | `+5` | the agent's Sentinel-compatible port |
 //! | `+10 + j` | the agent's tunnel-client listener for region *j*: its "peer port base" is `+10` |
@@ -45,6 +46,7 @@ pub(crate) const TUNNEL_OFFSET: u16 = 1;
 pub(crate) const HTTP_OFFSET: u16 = 2;
 pub(crate) const PRIMARY_ENDPOINT_OFFSET: u16 = 4;
 pub(crate) const SENTINEL_OFFSET: u16 = 5;
+pub(crate) const AGENT_CONTROL_OFFSET: u16 = 3;
 pub(crate) const PEER_OFFSET: u16 = 10;
 pub(crate) const WAN_OFFSET: u16 = 50;
 pub(crate) const CONTROL_OFFSET: u16 = 99;
@@ -76,12 +78,14 @@ pub struct LocalPorts {
     pub redis: u16,
     /// The tunnel server (`block + 1`): decrypts and forwards to Redis.
     pub tunnel: u16,
-    /// The agent's HTTP status and metrics (`block + 2`).
+    /// The agent's HTTP metrics and probes (`block + 2`).
     pub http: u16,
     /// The agent's primary endpoint (`block + 4`).
     pub primary_endpoint: u16,
     /// The agent's Sentinel-compatible port (`block + 5`).
     pub sentinel: u16,
+    /// The agent's control API (`block + 3`).
+    pub control: u16,
     /// The agent's tunnel-client listener for region 0 (`block + 10`); region *j*'s is
     /// `peer_base + j`.
     pub peer_base: u16,

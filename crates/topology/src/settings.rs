@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ports::{
-    local_port, LocalPorts, CONTROL_OFFSET, DEFAULT_BASE_PORT, HTTP_OFFSET, PEER_OFFSET,
-    PRIMARY_ENDPOINT_OFFSET, REDIS_OFFSET, SENTINEL_OFFSET, TUNNEL_OFFSET, WAN_OFFSET,
+    local_port, LocalPorts, AGENT_CONTROL_OFFSET, CONTROL_OFFSET, DEFAULT_BASE_PORT, HTTP_OFFSET,
+    PEER_OFFSET, PRIMARY_ENDPOINT_OFFSET, REDIS_OFFSET, SENTINEL_OFFSET, TUNNEL_OFFSET, WAN_OFFSET,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -151,6 +151,7 @@ impl LocalSettings {
             redis: local_port(self.base_port, region_index, REDIS_OFFSET),
             tunnel: local_port(self.base_port, region_index, TUNNEL_OFFSET),
             http: local_port(self.base_port, region_index, HTTP_OFFSET),
+            control: local_port(self.base_port, region_index, AGENT_CONTROL_OFFSET),
             primary_endpoint: local_port(self.base_port, region_index, PRIMARY_ENDPOINT_OFFSET),
             sentinel: local_port(self.base_port, region_index, SENTINEL_OFFSET),
             peer_base: local_port(self.base_port, region_index, PEER_OFFSET),

@@ -119,22 +119,47 @@ impl Env {
         .unwrap()
     }
 
-    fn http(&self, i: usize) -> SocketAddr {
+    /// Region `i`'s agent metrics listener (open).
+    pub fn http(&self, i: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.t().local.ports(i).http))
     }
 
+    /// Region `i`'s agent control API (operator token).
+    pub fn control(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.t().local.ports(i).control))
+    }
+
+    /// The operator token `georep up` made: the one place tests get it.
+    pub fn token(&self) -> local::http::Token {
+        local::http::Token::read(&self.cluster.layout().operator_token()).unwrap()
+    }
+
+    /// An authenticated control request to region `i`'s agent.
+    pub async fn control_request(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+    ) -> std::io::Result<local::http::Response> {
+        let token = self.token();
+        local::http::request_as(
+            self.control(i),
+            method,
+            path,
+            Some(&token),
+            Duration::from_secs(2),
+        )
+        .await
+    }
+
     pub async fn status(&self, i: usize) -> serde_json::Value {
-        let r = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
-            .await
-            .unwrap();
+        let r = self.control_request(i, "GET", "/status").await.unwrap();
         serde_json::from_str(&r.body).unwrap()
     }
 
     /// `/status`, or `None` while the agent does not answer (starting, restarting).
     pub async fn try_status(&self, i: usize) -> Option<serde_json::Value> {
-        let r = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
-            .await
-            .ok()?;
+        let r = self.control_request(i, "GET", "/status").await.ok()?;
         serde_json::from_str(&r.body).ok()
     }
 
@@ -147,10 +172,7 @@ impl Env {
 
     pub async fn wait_link(&self, i: usize, state: &str) {
         testkit::eventually(&format!("region {i} link {state}"), || async {
-            let s = local::http::request(self.http(i), "GET", "/status", Duration::from_secs(2))
-                .await
-                .ok()?;
-            let v: serde_json::Value = serde_json::from_str(&s.body).ok()?;
+            let v = self.try_status(i).await?;
             (v["link"] == state).then_some(())
         })
         .await;

@@ -2,6 +2,7 @@
 //! user-space WAN emulator in between (45 ms one way, like the seed's regions).
 
 mod apps;
+mod control_plane;
 mod failover;
 mod harness;
 

@@ -162,6 +162,12 @@ impl Rendered {
         for f in agent::Passwords::FILES {
             std::fs::write(secrets.join(f), format!("{}\n", random_hex(24))).unwrap();
         }
+        // The operator token, as `georep secrets init` makes it.
+        std::fs::write(
+            secrets.join("operator-token"),
+            format!("{}\n", random_hex(32)),
+        )
+        .unwrap();
         let passwords = agent::Passwords::load(&secrets).unwrap();
         let names = top.regions.iter().map(|r| r.name.clone()).collect();
         Self {
@@ -262,10 +268,32 @@ impl Cluster {
         }
     }
 
-    /// The agent's /status, as JSON.
+    /// The agent's /status, as JSON: asked inside the pod (the control API listens on
+    /// 127.0.0.1 only), with the operator token from the credentials Secret.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let (code, body) = http(self.http_addr(i), "GET", "/status").ok()?;
-        (code == 200).then(|| serde_json::from_str(&body).ok())?
+        let out = self.georep_in_pod(i, &["status", "--json"]).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let me = &self.names[i];
+        let row = v["regions"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == me.as_str())?
+            .clone();
+        (row["reachable"] == true).then_some(row)
+    }
+
+    /// Runs `georep ARGS --agent OWN=127.0.0.1:CONTROL --token-file TOKEN TOPOLOGY` in region
+    /// `i`'s agent container (what an operator does after `kubectl exec` or a port-forward);
+    /// its stdout, whatever the exit code.
+    pub fn georep_in_pod(&self, i: usize, args: &[&str]) -> std::io::Result<String> {
+        let own = format!("{}=127.0.0.1:{}", self.names[i], k8s::pod::CONTROL_PORT);
+        let out = Command::new("podman")
+            .args(["exec", &self.pods[i].container_id("georep-agent"), "georep"])
+            .args(args)
+            .args(["--agent", &own, "--token-file", k8s::pod::OPERATOR_TOKEN])
+            .arg(k8s::pod::TOPOLOGY)
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Waits until every region's agent names `primary` at one epoch, and `primary` says it is
@@ -291,16 +319,26 @@ impl Cluster {
 }
 
 /// A planned switchover to `to`, asked of the current primary's agent: the one place the tests
-/// know how (today `POST /failover?to=REGION` on the agent's HTTP port).
+/// know how — `georep failover` inside the primary's agent container, against its control API
+/// on 127.0.0.1 with the operator token of the credentials Secret. Returns the change as the
+/// agent that ran it reports it (`last_change`).
 pub fn switchover(cluster: &Cluster, from: usize, to: &str) -> serde_json::Value {
-    let (code, body) = http(
-        cluster.http_addr(from),
-        "POST",
-        &format!("/failover?to={to}&timeout_ms=10000"),
-    )
-    .unwrap_or_else(|e| panic!("POST /failover: {e}"));
-    assert_eq!(code, 200, "switchover to {to}: {body}");
-    serde_json::from_str(&body).unwrap()
+    let out = cluster
+        .georep_in_pod(from, &["failover", "--to", to, "--timeout", "10s"])
+        .unwrap_or_else(|e| panic!("georep failover in the pod: {e}"));
+    assert!(out.contains("done:"), "switchover to {to}: {out}");
+    // The agent's /status shows the change from its next control round on.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let change = cluster.status(from).map(|s| s["last_change"].clone());
+        match change {
+            Some(c) if c["to"] == to => return c,
+            _ if Instant::now() > deadline => {
+                panic!("no last_change to {to} in status: {change:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// A plain HTTP/1.1 request: (status, body).
