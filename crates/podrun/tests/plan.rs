@@ -18,7 +18,7 @@ fn the_rendered_pod_reads_as_the_kubelet_would_run_it() {
         assert_eq!(p.pod_name, "georep-0");
         assert_eq!(p.fs_group, Some(999));
         let init: Vec<&str> = p.init_containers.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(init, ["acl-file"]);
+        assert_eq!(init, ["acl-file", "redis-conf"]);
         let agent = p.container("georep-agent").unwrap();
         assert_eq!(agent.image, common::GEOREP_IMAGE);
         assert_eq!(agent.user, Some((65532, Some(65532))));
@@ -55,6 +55,7 @@ fn the_rendered_pod_reads_as_the_kubelet_would_run_it() {
                 ("credentials/admin.password", 0o440),
                 ("credentials/replication.password", 0o440),
                 ("credentials/app.password", 0o440),
+                ("credentials/operator-token", 0o440),
             ]
         );
         assert!(matches!(
