@@ -94,10 +94,19 @@ fn free_base() -> u16 {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-    (0..)
+    // Tests of this binary run at once: a block handed out here is never handed out again, even
+    // before its cluster listens (probing alone let two tests pick the same block).
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let base = (0..)
         .map(|i: u32| 21_000 + ((seed.wrapping_add(i * 7919)) % 400) as u16 * 100)
-        .find(|b| (0..200).all(|p| std::net::TcpListener::bind(("127.0.0.1", b + p)).is_ok()))
-        .unwrap()
+        .find(|b| {
+            handed_out.iter().all(|t| t.abs_diff(*b) >= 200)
+                && (0..200).all(|p| std::net::TcpListener::bind(("127.0.0.1", b + p)).is_ok())
+        })
+        .unwrap();
+    handed_out.push(base);
+    base
 }
 
 fn processes_naming(dir: &Path) -> Vec<(i32, String)> {

@@ -26,15 +26,24 @@ fn free_base(regions: usize) -> u16 {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos() as u64;
+    // Tests of this binary run at once: a block handed out here is never handed out again, even
+    // before its cluster listens (probing alone can give two tests overlapping blocks).
+    static HANDED_OUT: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let span = 100 * regions as u16;
     let mut x = seed | 1;
     loop {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let base = 20_000 + (x % 400) as u16 * 100;
-        let all_free = (0..100 * regions as u16)
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok());
+        let overlaps = handed_out
+            .iter()
+            .any(|&(b, n)| base < b + n && b < base + span);
+        let all_free = !overlaps
+            && (0..span).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok());
         if all_free {
+            handed_out.push((base, span));
             return base;
         }
     }
