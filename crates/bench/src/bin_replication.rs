@@ -14,8 +14,11 @@
 //! every 10 ms), the heartbeat lag at arrival (p50/p99: a timestamp appended to a stream on the
 //! primary every 100 ms, read with `XREAD BLOCK` on each replica), and the time of a full sync of
 //! a ~1 GB dataset through each path (over loopback, without WAN delay, so the path itself is what
-//! is measured).
+//! is measured), `--sync-runs` times per path with the order rotated, with the CPU every process
+//! on the path spent (`sync.rs`). `--sync-only` measures the full syncs alone.
 #![forbid(unsafe_code)]
+
+mod sync;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,16 @@ struct Args {
     /// Size of the full-sync dataset in MB (1,000-byte values).
     #[arg(long, default_value_t = 1000)]
     sync_mb: u64,
+    /// Full syncs per path; the order of the paths is rotated between runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    sync_runs: u64,
+    /// Measure only the full syncs (no idle heartbeat, no write load).
+    #[arg(long)]
+    sync_only: bool,
+    /// `rdbcompression no` on the primary: the RDB crosses each path at its full size, as a
+    /// dataset of incompressible values would (`DEBUG POPULATE`'s values compress very well).
+    #[arg(long)]
+    no_rdb_compression: bool,
 }
 
 const PATHS: [&str; 3] = ["direct", "georep", "spiped"];
@@ -56,7 +69,8 @@ const PATHS: [&str; 3] = ["direct", "georep", "spiped"];
 struct Procs(Vec<Child>);
 
 impl Procs {
-    fn spawn(&mut self, program: &Path, args: &[String], log: &Path) -> anyhow::Result<()> {
+    /// Starts `program`, its output in `log`; returns its PID.
+    fn spawn(&mut self, program: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
         let log = std::fs::File::create(log)?;
         let child = Command::new(program)
             .args(args)
@@ -65,8 +79,9 @@ impl Procs {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id();
         self.0.push(child);
-        Ok(())
+        Ok(pid)
     }
 }
 
@@ -156,10 +171,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let georep = match args.georep {
+/// The primary and one replica per path, all running.
+struct Setup {
+    primary: SocketAddr,
+    primary_pid: u32,
+    replicas: Vec<Replica>,
+    links: Vec<LinkHandle>,
+}
+
+struct Replica {
+    path: &'static str,
+    addr: SocketAddr,
+    /// Where the replica follows the primary through its path.
+    follow: SocketAddr,
+    pid: u32,
+    log: PathBuf,
+    /// The tunnel's server and client ends (none for the direct path).
+    tunnel_pids: Option<(u32, u32)>,
+}
+
+struct Tools {
+    georep: PathBuf,
+    redis_server: PathBuf,
+    spiped: PathBuf,
+    benchmark: PathBuf,
+}
+
+fn tools(georep: Option<PathBuf>) -> anyhow::Result<Tools> {
+    let georep = match georep {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("georep"),
     };
@@ -172,52 +211,58 @@ async fn main() -> anyhow::Result<()> {
             })
             .with_context(|| format!("{p} not found on PATH"))
     };
-    let (redis_server, spiped, benchmark) = (
-        which("redis-server")?,
-        which("spiped")?,
-        which("redis-benchmark")?,
-    );
     if !georep.is_file() {
         bail!(
             "{} not found: cargo build --release -p georep",
             georep.display()
         );
     }
-    let tmp = tempfile::tempdir()?;
-    let key = tmp.path().join("key");
+    Ok(Tools {
+        georep,
+        redis_server: which("redis-server")?,
+        spiped: which("spiped")?,
+        benchmark: which("redis-benchmark")?,
+    })
+}
+
+/// Starts the primary and, per path, `[replica] → (tunnel client) → WAN → (tunnel server) →
+/// primary`, and waits for every replica's first sync.
+async fn start(
+    tools: &Tools,
+    dir: &Path,
+    procs: &mut Procs,
+    wan: LinkParams,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Setup> {
+    let key = dir.join("key");
     std::fs::write(&key, {
         let mut k = [0u8; 32];
         getrandom::getrandom(&mut k)?;
         k
     })?;
     let key = key.display().to_string();
-    let mut procs = Procs::default();
-    let (stop_tx, stop_rx) = watch::channel(false);
-
     let primary = free_addr();
-    std::fs::create_dir_all(tmp.path().join("primary"))?;
-    procs.spawn(
-        &redis_server,
+    std::fs::create_dir_all(dir.join("primary"))?;
+    let primary_pid = procs.spawn(
+        &tools.redis_server,
         &redis_args(
             primary.port(),
-            &tmp.path().join("primary"),
+            &dir.join("primary"),
             &["--enable-debug-command", "yes"],
         ),
-        &tmp.path().join("primary.log"),
+        &dir.join("primary.log"),
     )?;
-    let mut p = conn(primary).await?;
+    conn(primary).await?;
 
-    // Per path: [replica] → (tunnel client) → WAN → (tunnel server) → primary.
-    let wan = LinkParams::new(Duration::from_millis(args.latency_ms));
-    let mut links: Vec<LinkHandle> = Vec::new();
+    let mut links = Vec::new();
     let mut replicas = Vec::new();
     for path in PATHS {
         // A tunnel endpoint of this path's implementation, listening on a fresh port.
-        let mut tunnel = |mode: &str, target: SocketAddr| -> anyhow::Result<SocketAddr> {
+        let mut tunnel = |mode: &str, target: SocketAddr| -> anyhow::Result<(SocketAddr, u32)> {
             let listen = free_addr();
             let (program, mut a) = match path {
-                "georep" => (&georep, vec!["tunnel".to_string()]),
-                _ => (&spiped, vec!["-F".to_string()]),
+                "georep" => (&tools.georep, vec!["tunnel".to_string()]),
+                _ => (&tools.spiped, vec!["-F".to_string()]),
             };
             a.extend(
                 [
@@ -231,56 +276,92 @@ async fn main() -> anyhow::Result<()> {
                 ]
                 .map(String::from),
             );
-            procs.spawn(program, &a, &tmp.path().join(format!("{path}{mode}.log")))?;
-            Ok(listen)
+            let pid = procs.spawn(program, &a, &dir.join(format!("{path}{mode}.log")))?;
+            Ok((listen, pid))
         };
-        let server_side = match path {
-            "direct" => primary,
-            _ => tunnel("-d", primary)?,
+        let server = match path {
+            "direct" => None,
+            _ => Some(tunnel("-d", primary)?),
         };
         let wan_addr = free_addr();
         let listener = tokio::net::TcpListener::bind(wan_addr).await?;
         links.push(Link::spawn(
             path.into(),
             listener,
-            server_side,
+            server.map_or(primary, |(addr, _)| addr),
             wan,
-            stop_rx.clone(),
+            stop.clone(),
         ));
-        let follow = match path {
-            "direct" => wan_addr,
-            _ => tunnel("-e", wan_addr)?,
+        let client = match path {
+            "direct" => None,
+            _ => Some(tunnel("-e", wan_addr)?),
         };
-        let r = free_addr();
-        let dir = tmp.path().join(path);
-        std::fs::create_dir_all(&dir)?;
+        let follow = client.map_or(wan_addr, |(addr, _)| addr);
+        let addr = free_addr();
+        let replica_dir = dir.join(path);
+        std::fs::create_dir_all(&replica_dir)?;
+        let log = dir.join(format!("{path}.log"));
         let follow_args = ["--replicaof", "127.0.0.1", &follow.port().to_string()];
-        procs.spawn(
-            &redis_server,
-            &redis_args(r.port(), &dir, &follow_args),
-            &tmp.path().join(format!("{path}.log")),
+        let pid = procs.spawn(
+            &tools.redis_server,
+            &redis_args(addr.port(), &replica_dir, &follow_args),
+            &log,
         )?;
-        replicas.push((path, r, follow));
+        let tunnel_pids = server.zip(client).map(|((_, s), (_, c))| (s, c));
+        replicas.push(Replica {
+            path,
+            addr,
+            follow,
+            pid,
+            log,
+            tunnel_pids,
+        });
     }
-    for (_, r, _) in &replicas {
-        wait_synced(&mut conn(*r).await?).await?;
+    for r in &replicas {
+        wait_synced(&mut conn(r.addr).await?).await?;
     }
-    eprintln!(
-        "three replicas attached through {} ms of emulated WAN",
-        args.latency_ms
-    );
+    Ok(Setup {
+        primary,
+        primary_pid,
+        replicas,
+        links,
+    })
+}
 
+/// Heartbeat lags idle and under load, and replication lag under load, per path.
+struct LoadReport {
+    requests: u64,
+    load_secs: f64,
+    idle: Vec<Vec<f64>>,
+    loaded: Vec<Vec<f64>>,
+    max_lag: Vec<i64>,
+    mean_lag: Vec<i64>,
+    samples: i64,
+}
+
+/// The idle heartbeat, then the write load with lag sampled every 10 ms.
+async fn measure_load(
+    args: &Args,
+    benchmark: &Path,
+    setup: &Setup,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<LoadReport> {
+    let (stop_tx, stop_load) = watch::channel(false);
     // Heartbeat: stamp on the primary every 100 ms; each replica measures stamps on arrival.
     let lags: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); PATHS.len()]));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     {
-        let mut hb = conn(primary).await?;
-        let mut stop = stop_rx.clone();
+        let mut hb = conn(setup.primary).await?;
+        let (mut stop, mut done) = (stop_rx.clone(), stop_load.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
-                tokio::select! { _ = tick.tick() => {}, _ = stop.wait_for(|s| *s) => return }
+                tokio::select! {
+                    _ = tick.tick() => {},
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = done.wait_for(|s| *s) => return,
+                }
                 let now = now_ms().to_string();
                 let _ = hb
                     .cmd(&["XADD", "hb", "MAXLEN", "~", "1000", "*", "ms", &now])
@@ -288,9 +369,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    for (i, (_, r, _)) in replicas.iter().enumerate() {
-        let mut c = conn(*r).await?;
-        let (lags, measuring, mut stop) = (lags.clone(), measuring.clone(), stop_rx.clone());
+    for (i, r) in setup.replicas.iter().enumerate() {
+        let mut c = conn(r.addr).await?;
+        let (lags, measuring) = (lags.clone(), measuring.clone());
+        let (mut stop, mut done) = (stop_rx.clone(), stop_load.clone());
         tasks.push(tokio::spawn(async move {
             let mut last = "$".to_string();
             loop {
@@ -298,6 +380,7 @@ async fn main() -> anyhow::Result<()> {
                 let reply = tokio::select! {
                     r = c.cmd_with_timeout(&read, Duration::from_secs(5)) => r,
                     _ = stop.wait_for(|s| *s) => return,
+                    _ = done.wait_for(|s| *s) => return,
                 };
                 let now = now_ms();
                 if let Ok(v) = reply {
@@ -311,29 +394,33 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
+    let sorted = |v: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+        v.into_iter()
+            .map(|mut v| {
+                v.sort_by(f64::total_cmp);
+                v
+            })
+            .collect()
+    };
 
     // Idle: the heartbeat alone shows what each path adds to the WAN's one-way delay.
     eprintln!("idle for {} s…", args.idle_secs);
     measuring.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-    let idle: Vec<Vec<f64>> = std::mem::take(&mut *lags.lock().unwrap())
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v
-        })
-        .collect();
-    *lags.lock().unwrap() = vec![Vec::new(); PATHS.len()];
+    let idle = sorted(std::mem::replace(
+        &mut *lags.lock().unwrap(),
+        vec![Vec::new(); PATHS.len()],
+    ));
 
     // Write load, with lag sampled every 10 ms.
     eprintln!("redis-benchmark: {} pipelined SETs…", args.requests);
     let load_started = Instant::now();
-    let mut load = Command::new(&benchmark)
+    let mut load = Command::new(benchmark)
         .args([
             "-h",
             "127.0.0.1",
             "-p",
-            &primary.port().to_string(),
+            &setup.primary.port().to_string(),
             "-t",
             "set",
             "-n",
@@ -349,9 +436,10 @@ async fn main() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let mut p = conn(setup.primary).await?;
     let mut rconns = Vec::new();
-    for (_, r, _) in &replicas {
-        rconns.push(conn(*r).await?);
+    for r in &setup.replicas {
+        rconns.push(conn(r.addr).await?);
     }
     let mut max_lag = vec![0i64; PATHS.len()];
     let mut sum_lag = vec![0i64; PATHS.len()];
@@ -374,55 +462,82 @@ async fn main() -> anyhow::Result<()> {
     let load_secs = load_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(false, std::sync::atomic::Ordering::SeqCst);
-    let lags: Vec<Vec<f64>> = lags
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let mut v = v.clone();
-            v.sort_by(f64::total_cmp);
-            v
-        })
-        .collect();
+    let loaded = sorted(lags.lock().unwrap().clone());
+    stop_tx.send_replace(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(LoadReport {
+        requests: args.requests,
+        load_secs,
+        idle,
+        loaded,
+        mean_lag: sum_lag.iter().map(|s| s / samples.max(1)).collect(),
+        max_lag,
+        samples,
+    })
+}
 
-    // Full sync of ~sync_mb MB, one path at a time, over loopback.
-    for l in &links {
+/// Fills the primary with `sync_mb` MB of 1,000-byte values, then full-syncs every replica from
+/// empty, `runs` times per path, over loopback (no WAN delay: the path itself is measured).
+async fn measure_sync(
+    args: &Args,
+    setup: &mut Setup,
+) -> anyhow::Result<(i64, Vec<Vec<sync::Sample>>)> {
+    for l in &setup.links {
         l.set_params(LinkParams::default());
     }
+    let mut p = conn(setup.primary).await?;
+    if args.no_rdb_compression {
+        p.cmd(&["CONFIG", "SET", "rdbcompression", "no"]).await?;
+    }
     let keys = args.sync_mb * 1000;
-    eprintln!("populating {} keys of 1,000 bytes…", keys);
+    eprintln!("populating {keys} keys of 1,000 bytes…");
     p.cmd_with_timeout(
         &["DEBUG", "POPULATE", &keys.to_string(), "pop", "1000"],
         Duration::from_secs(600),
     )
     .await?;
     let used = p.info(&["memory"]).await?.int("used_memory").unwrap_or(0);
-    for c in rconns.iter_mut() {
+    let mut paths = Vec::new();
+    for r in &setup.replicas {
+        let mut c = conn(r.addr).await?;
         c.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
         c.cmd_with_timeout(&["FLUSHALL"], Duration::from_secs(120))
             .await?;
+        paths.push(sync::SyncPath {
+            name: r.path,
+            replica: c,
+            follow: r.follow,
+            replica_pid: r.pid,
+            replica_log: r.log.clone(),
+            tunnel_pids: r.tunnel_pids,
+        });
     }
-    let mut sync_secs = Vec::new();
-    for (i, (path, _, follow)) in replicas.iter().enumerate() {
-        let c = &mut rconns[i];
-        let started = Instant::now();
-        c.cmd(&["REPLICAOF", "127.0.0.1", &follow.port().to_string()])
-            .await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        c.cmd_with_timeout(&["PING"], Duration::from_secs(600))
-            .await?;
-        wait_synced(c).await?;
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!("full sync through {path}: {secs:.2} s");
-        sync_secs.push(secs);
-        c.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
-        c.cmd_with_timeout(&["FLUSHALL"], Duration::from_secs(120))
-            .await?;
-    }
+    let runs = usize::try_from(args.sync_runs)?;
+    let samples = sync::run(&mut p, setup.primary_pid, &mut paths, runs).await?;
+    Ok((used, samples))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tools = tools(args.georep.clone())?;
+    let tmp = tempfile::tempdir()?;
+    let mut procs = Procs::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wan = LinkParams::new(Duration::from_millis(args.latency_ms));
+    let mut setup = start(&tools, tmp.path(), &mut procs, wan, &stop_rx).await?;
+    eprintln!(
+        "three replicas attached through {} ms of emulated WAN",
+        args.latency_ms
+    );
+    let load = match args.sync_only {
+        true => None,
+        false => Some(measure_load(&args, &tools.benchmark, &setup, &stop_rx).await?),
+    };
+    let (used, syncs) = measure_sync(&args, &mut setup).await?;
     stop_tx.send_replace(true);
-    for t in tasks {
-        let _ = t.await;
-    }
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -442,7 +557,28 @@ async fn main() -> anyhow::Result<()> {
         "command: {}",
         std::env::args().collect::<Vec<_>>().join(" ")
     );
-    println!("WAN: {} ms one way (user-space emulator); load: redis-benchmark SET -P 16 -d 100, {} requests in {load_secs:.1} s; full sync: {:.2} GB used_memory, loopback\n", args.latency_ms, args.requests, used as f64 / 1e9);
+    let compression = match args.no_rdb_compression {
+        true => "rdbcompression no",
+        false => "rdbcompression yes (Redis's default)",
+    };
+    println!(
+        "full sync: {} keys of 1,000 bytes, {:.2} GB used_memory, {compression}, loopback",
+        args.sync_mb * 1000,
+        used as f64 / 1e9
+    );
+    if let Some(load) = &load {
+        print_load(&args, load, &syncs);
+    }
+    println!("\n{}", sync::report(&PATHS, &syncs));
+    Ok(())
+}
+
+fn print_load(args: &Args, load: &LoadReport, syncs: &[Vec<sync::Sample>]) {
+    println!(
+        "WAN: {} ms one way (user-space emulator); load: redis-benchmark SET -P 16 -d 100, {} \
+         requests in {:.1} s\n",
+        args.latency_ms, load.requests, load.load_secs
+    );
     println!("| metric | direct | georep | spiped | georep / direct | target |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
     let row = |name: &str, v: [f64; 3], target: &str| {
@@ -457,37 +593,41 @@ async fn main() -> anyhow::Result<()> {
     let per = |f: &dyn Fn(usize) -> f64| [f(0), f(1), f(2)];
     row(
         "heartbeat lag idle, p50 (ms)",
-        per(&|i| percentile(&idle[i], 0.5)),
+        per(&|i| percentile(&load.idle[i], 0.5)),
         "≤ 47 ms",
     );
     row(
         "heartbeat lag idle, p99 (ms)",
-        per(&|i| percentile(&idle[i], 0.99)),
+        per(&|i| percentile(&load.idle[i], 0.99)),
         "≤ 1.1× direct",
     );
     let kb = |v: i64| v as f64 / 1e3;
     let goal = "≤ 1.1× direct, < spiped";
     row(
         "replication lag under load, max (KB)",
-        per(&|i| kb(max_lag[i])),
+        per(&|i| kb(load.max_lag[i])),
         goal,
     );
     row(
         "replication lag under load, mean (KB)",
-        per(&|i| kb(sum_lag[i] / samples.max(1))),
+        per(&|i| kb(load.mean_lag[i])),
         goal,
     );
     row(
         "heartbeat lag under load, p50 (ms)",
-        per(&|i| percentile(&lags[i], 0.5)),
+        per(&|i| percentile(&load.loaded[i], 0.5)),
         goal,
     );
     row(
         "heartbeat lag under load, p99 (ms)",
-        per(&|i| percentile(&lags[i], 0.99)),
+        per(&|i| percentile(&load.loaded[i], 0.99)),
         goal,
     );
-    row("full sync of the dataset (s)", per(&|i| sync_secs[i]), goal);
+    row(
+        "full sync of the dataset, median (s)",
+        per(&|i| sync::median_wall(&syncs[i])),
+        "≤ 1.05× direct",
+    );
     let counts = |v: &[Vec<f64>]| {
         v.iter()
             .map(|v| v.len().to_string())
@@ -495,11 +635,11 @@ async fn main() -> anyhow::Result<()> {
             .join(" / ")
     };
     println!(
-        "\nsamples — heartbeat idle: {}; heartbeat under load: {}; offsets under load: {samples}",
-        counts(&idle),
-        counts(&lags)
+        "\nsamples — heartbeat idle: {}; heartbeat under load: {}; offsets under load: {}",
+        counts(&load.idle),
+        counts(&load.loaded),
+        load.samples
     );
-    Ok(())
 }
 
 fn now_ms() -> u64 {
