@@ -101,7 +101,7 @@ mod tests {
     fn an_update_keeps_what_it_does_not_change() {
         let dir = tempfile::tempdir().unwrap();
         let fresh = |s: Option<State>| {
-            s.unwrap_or(State {
+            s.unwrap_or_else(|| State {
                 epoch: 1,
                 primary: "us-east-1".into(),
                 changes: Vec::new(),
