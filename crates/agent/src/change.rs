@@ -267,7 +267,7 @@ impl SwitchoverMark {
     }
 
     /// The mark that refuses longest: the highest epoch, one without an epoch above all.
-    pub fn newest(marks: impl IntoIterator<Item = SwitchoverMark>) -> Option<SwitchoverMark> {
+    pub fn newest(marks: impl IntoIterator<Item = Self>) -> Option<Self> {
         marks
             .into_iter()
             .max_by_key(|m| (m.epoch.is_none(), m.epoch))
