@@ -154,10 +154,6 @@ impl<'a> Io<'a> {
 
     async fn execute(&mut self, action: &Action) -> Observation {
         let c = &self.shared.config;
-        let done = |r: Result<(), resp::Error>| match r {
-            Ok(()) => Observation::Done,
-            Err(e) => Observation::Failed(e.to_string()),
-        };
         match action {
             Action::ReadLocal => match self.read_local().await {
                 Ok(v) => Observation::Local(v),
@@ -190,35 +186,38 @@ impl<'a> Io<'a> {
                 None => Observation::Failed("not connected to the target".into()),
             },
             Action::Finish(_) => Observation::Done,
-            local => {
-                let shared = self.shared;
-                let Some(r) = self.local.as_mut() else {
-                    return Observation::Failed("not connected to our Redis".into());
-                };
-                match local {
-                    Action::MarkSwitchover { what, ttl, epoch } => {
-                        done(r.mark_switchover(what, *ttl, *epoch).await)
-                    }
-                    Action::PauseWrites { duration } => done(r.pause_writes(*duration).await),
-                    Action::ReadPrimaryOffset => match r.info(&["replication"]).await {
-                        Ok(i) => Observation::Offset(uint(&i, "master_repl_offset")),
-                        Err(e) => Observation::Failed(e.to_string()),
-                    },
-                    Action::Demote { follow } => {
-                        let via = c.peer_addr(*follow);
-                        done(r.follow(&via.ip().to_string(), via.port()).await)
-                    }
-                    Action::BecomePrimary => done(r.become_primary().await),
-                    Action::LiftFence => {
-                        shared.set_fenced(None);
-                        done(r.lift_fence().await)
-                    }
-                    Action::WriteMeta(known) => done(r.write_meta(*known, &c.topology).await),
-                    Action::Unpause => done(r.unpause().await),
-                    Action::ClearMark => done(r.clear_switchover_mark().await),
-                    other => Observation::Failed(format!("no driver for {other:?}")),
-                }
+            local => self.execute_local(local).await,
+        }
+    }
+
+    /// The actions on our own Redis, through the connection [`Action::ReadLocal`] opened.
+    async fn execute_local(&mut self, action: &Action) -> Observation {
+        let c = &self.shared.config;
+        let Some(r) = self.local.as_mut() else {
+            return Observation::Failed("not connected to our Redis".into());
+        };
+        match action {
+            Action::MarkSwitchover { what, ttl, epoch } => {
+                done(r.mark_switchover(what, *ttl, *epoch).await)
             }
+            Action::PauseWrites { duration } => done(r.pause_writes(*duration).await),
+            Action::ReadPrimaryOffset => match r.info(&["replication"]).await {
+                Ok(i) => Observation::Offset(uint(&i, "master_repl_offset")),
+                Err(e) => Observation::Failed(e.to_string()),
+            },
+            Action::Demote { follow } => {
+                let via = c.peer_addr(*follow);
+                done(r.follow(&via.ip().to_string(), via.port()).await)
+            }
+            Action::BecomePrimary => done(r.become_primary().await),
+            Action::LiftFence => {
+                self.shared.set_fenced(None);
+                done(r.lift_fence().await)
+            }
+            Action::WriteMeta(known) => done(r.write_meta(*known, &c.topology).await),
+            Action::Unpause => done(r.unpause().await),
+            Action::ClearMark => done(r.clear_switchover_mark().await),
+            other => Observation::Failed(format!("no driver for {other:?}")),
         }
     }
 
@@ -295,6 +294,14 @@ enum LocalError {
     NotConnected,
     #[error(transparent)]
     Read(resp::Error),
+}
+
+/// A command's outcome as the machines see it.
+fn done(r: Result<(), resp::Error>) -> Observation {
+    match r {
+        Ok(()) => Observation::Done,
+        Err(e) => Observation::Failed(e.to_string()),
+    }
 }
 
 fn role(info: &resp::Info) -> RedisRole {
