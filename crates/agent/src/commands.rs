@@ -9,13 +9,15 @@ use std::time::Duration;
 use resp::{Conn, Info, Value};
 use topology::Topology;
 
+use crate::change::SwitchoverMark;
 use crate::cluster_view::Known;
 use crate::credentials::{Passwords, ADMIN_USER, APP_USER, REPLICATION_USER};
 
 /// The hash holding the epoch and the primary's name, in every Redis.
 pub(crate) const META: &str = "georep:meta";
 /// Set on the primary (with a time to live) while a planned switchover runs; replicated to every
-/// region, where a forced promotion finds it and is refused.
+/// region, where a forced promotion finds it and is refused. Its value is `<epoch> <what>`: the
+/// epoch the switchover records, then what it is (`failover to X`).
 pub(crate) const SWITCHOVER_MARK: &str = "georep:switchover";
 /// The `georep:meta` field holding the epoch a planned switchover will record.
 const PENDING_EPOCH: &str = "switchover_epoch";
@@ -161,21 +163,22 @@ impl Redis {
         Ok(())
     }
 
-    /// Marks a planned switchover for `ttl`, and notes the epoch it will record in
-    /// `georep:meta` (no time limit: later changes take a higher epoch).
+    /// Marks a planned switchover for `ttl` with the epoch it will record, and notes that epoch
+    /// in `georep:meta` (no time limit: later changes take a higher epoch).
     pub(crate) async fn mark_switchover(
         &mut self,
         what: &str,
         ttl: Duration,
         epoch: u64,
     ) -> Result<(), resp::Error> {
+        let mark = format!("{epoch} {what}");
         let epoch = epoch.to_string();
         self.0
             .cmd(&["HSET", META, PENDING_EPOCH, epoch.as_str()])
             .await?;
         let ms = ttl.as_millis().to_string();
         self.0
-            .cmd(&["SET", SWITCHOVER_MARK, what, "PX", ms.as_str()])
+            .cmd(&["SET", SWITCHOVER_MARK, mark.as_str(), "PX", ms.as_str()])
             .await?;
         Ok(())
     }
@@ -198,8 +201,9 @@ impl Redis {
     }
 
     /// The switchover mark, if one is live.
-    pub(crate) async fn switchover_mark(&mut self) -> Result<Option<String>, resp::Error> {
-        Ok(self.0.cmd(&["GET", SWITCHOVER_MARK]).await?.text())
+    pub(crate) async fn switchover_mark(&mut self) -> Result<Option<SwitchoverMark>, resp::Error> {
+        let value = self.0.cmd(&["GET", SWITCHOVER_MARK]).await?.text();
+        Ok(value.map(|v| parse_mark(&v)))
     }
 
     /// Deletes the switchover mark.
@@ -330,6 +334,24 @@ fn is_wrong_type(e: &resp::Error) -> bool {
     matches!(e, resp::Error::Command { message, .. } if message.starts_with("WRONGTYPE"))
 }
 
+/// A mark's value, `<epoch> <what>`; a value without an epoch (from an agent that did not write
+/// one) is all `what`.
+fn parse_mark(value: &str) -> SwitchoverMark {
+    let epoch = value
+        .split_once(' ')
+        .and_then(|(e, what)| Some((e.parse().ok()?, what)));
+    match epoch {
+        Some((epoch, what)) => SwitchoverMark {
+            what: what.to_owned(),
+            epoch: Some(epoch),
+        },
+        None => SwitchoverMark {
+            what: value.to_owned(),
+            epoch: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +392,23 @@ mod tests {
             assert!(matches!(m, Meta::Damaged(_)), "{e:?} {p:?}: {m:?}");
             assert_eq!(m.known(), None);
         }
+    }
+
+    #[test]
+    fn a_mark_names_its_epoch_and_an_older_mark_refuses_without_one() {
+        assert_eq!(
+            parse_mark("7 failover to eu"),
+            SwitchoverMark {
+                what: "failover to eu".into(),
+                epoch: Some(7)
+            }
+        );
+        assert_eq!(
+            parse_mark("failover to eu"),
+            SwitchoverMark {
+                what: "failover to eu".into(),
+                epoch: None
+            }
+        );
     }
 }

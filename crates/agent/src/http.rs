@@ -193,7 +193,8 @@ fn status_of(e: &ChangeError) -> StatusCode {
         | ChangeError::AlreadyPrimary { .. }
         | ChangeError::NotWritable(_)
         | ChangeError::TargetNotReady(_)
-        | ChangeError::PrimaryServing { .. } => StatusCode::CONFLICT,
+        | ChangeError::PrimaryServing { .. }
+        | ChangeError::EpochExhausted(_) => StatusCode::CONFLICT,
         ChangeError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ChangeError::CatchUpTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -45,6 +45,7 @@ mod metrics;
 pub mod plan;
 pub mod pod_conf;
 mod report;
+pub mod secrets;
 pub mod shared;
 pub mod shutdown;
 pub mod state;
