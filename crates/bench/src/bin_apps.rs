@@ -255,7 +255,14 @@ async fn main() -> anyhow::Result<()> {
         redis_server,
     })
     .await?;
-    let result = measure(&args, &cluster, &ports, &benchmark).await;
+    let result = measure(
+        &args,
+        &tmp.path().join("data"),
+        &cluster,
+        &ports,
+        &benchmark,
+    )
+    .await;
     cluster.stop().await;
     let table = result?;
     println!(
@@ -269,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn measure(
     args: &Args,
+    data_dir: &Path,
     cluster: &local::Cluster,
     ports: &[topology::ports::LocalPorts],
     benchmark: &Path,
@@ -293,11 +301,16 @@ async fn measure(
         Duration::from_secs(2),
     )
     .await?;
-    admin
-        .cmd(&[
-            "ACL", "SETUSER", "bench", "on", "nopass", "~key:*", "+set", "+get", "+ping",
-        ])
-        .await?;
+    // redis-benchmark takes a password only on its command line, where no secret may appear:
+    // it logs in as a password-less user that can touch nothing but its own keys. `ACL
+    // SETUSER` is denied to the admin, so the user goes into the region's ACL file (which `up`
+    // regenerates at every start) and the admin reloads it.
+    let acl = data_dir.join(REGIONS[0]).join("users.acl");
+    let mut text =
+        std::fs::read_to_string(&acl).with_context(|| format!("cannot read {}", acl.display()))?;
+    text.push_str("user bench on nopass resetchannels ~key:* -@all +set +get +ping +config|get\n");
+    std::fs::write(&acl, text).with_context(|| format!("cannot write {}", acl.display()))?;
+    admin.cmd(&["ACL", "LOAD"]).await?;
 
     let local = [("direct", us.redis), ("endpoint", us.primary_endpoint)];
     eprintln!("throughput, -P 16, 50 clients, {} requests:", args.requests);
