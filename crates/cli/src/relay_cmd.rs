@@ -79,7 +79,7 @@ impl RelayArgs {
         };
         Ok((
             Config {
-                upstream: self.upstream,
+                upstream: Some(self.upstream),
                 upstream_auth,
                 listen: self.listen,
                 credential: Some(credential),
