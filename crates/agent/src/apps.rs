@@ -162,6 +162,7 @@ mod tests {
             control: None,
             operator_tokens: Vec::new(),
             redis_conf: None,
+            relay: None,
         }
     }
 

@@ -52,12 +52,24 @@ pub struct AgentConfig {
     pub primary_endpoint: Option<SocketAddr>,
     /// Where the Sentinel-compatible port listens (`None`: none).
     pub sentinel: Option<SocketAddr>,
+    /// The region's replication relay, run in the agent (`None`: Redis replicates directly
+    /// through the tunnels).
+    pub relay: Option<crate::RelayPlacement>,
 }
 
 impl AgentConfig {
     /// Our region's name.
     pub fn region_name(&self) -> &str {
         &self.topology.regions[self.region].name
+    }
+
+    /// What our Redis replicates from while region `primary` is the primary: our relay if we
+    /// run one, else our tunnel client to that region.
+    pub fn follow_addr(&self, primary: usize) -> SocketAddr {
+        match &self.relay {
+            Some(r) => r.listen,
+            None => self.peer_addr(primary),
+        }
     }
 
     /// Where our tunnel client to region `i` listens.

@@ -51,6 +51,9 @@ pub struct RegionStatus {
     /// The last change of primary this agent carried out (planned or emergency).
     #[serde(default)]
     pub last_change: Option<PrimaryChange>,
+    /// The region's replication relay, when it runs one (`[relay]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<crate::RelayStatus>,
 }
 
 /// One change of primary, as the agent that carried it out reports it.

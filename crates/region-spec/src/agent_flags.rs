@@ -35,6 +35,12 @@ pub struct AgentFlags {
     pub primary_endpoint: Option<String>,
     /// `--sentinel ADDR`: the Sentinel-compatible port.
     pub sentinel: Option<String>,
+    /// `--relay-listen ADDR`: run the region's replication relay (topologies with `[relay]`).
+    pub relay_listen: Option<String>,
+    /// `--relay-tunnel-listen ADDR`: the relay's tunnel server.
+    pub relay_tunnel_listen: Option<String>,
+    /// `--relay-peer-endpoint REGION=ADDR`, repeated: each other region's relay tunnel.
+    pub relay_peer_endpoints: Vec<(String, String)>,
 }
 
 impl AgentFlags {
@@ -85,6 +91,15 @@ impl AgentFlags {
         }
         if let Some(v) = &self.sentinel {
             flag("sentinel", v.clone());
+        }
+        if let Some(v) = &self.relay_listen {
+            flag("relay-listen", v.clone());
+        }
+        if let Some(v) = &self.relay_tunnel_listen {
+            flag("relay-tunnel-listen", v.clone());
+        }
+        for (region, addr) in &self.relay_peer_endpoints {
+            flag("relay-peer-endpoint", format!("{region}={addr}"));
         }
         args
     }

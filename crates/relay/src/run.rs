@@ -196,7 +196,8 @@ impl Relay {
         let housekeeping = tokio::spawn(housekeeping(shared.clone()));
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
+                // The guard `wait_for` returns is dropped inside: the future stays `Send`.
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
                 accepted = listener.accept() => match accepted {
                     Ok((sock, peer)) => {
                         let shared = shared.clone();
@@ -272,7 +273,8 @@ async fn upstream_loop(
     let mut target = shared.upstream.subscribe();
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
-        let Some(addr) = target.borrow_and_update().clone() else {
+        let current = target.borrow_and_update().clone();
+        let Some(addr) = current else {
             tokio::select! {
                 _ = target.changed() => {}
                 stopped = shutdown.changed() => if stopped.is_err() { return },
