@@ -57,8 +57,8 @@ use prometheus_client::registry::Registry;
 use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 
 pub use config::AgentConfig;
-pub use relay_placement::{RelayPlacement, RelayStatus};
 pub use credentials::{Passwords, Secret};
+pub use relay_placement::{RelayPlacement, RelayStatus};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use status::RegionStatus;
 

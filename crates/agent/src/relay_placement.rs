@@ -107,10 +107,8 @@ pub(crate) async fn bind(
     placement: &RelayPlacement,
     registry: &mut Registry,
 ) -> Result<(Bound, RelayHandle), crate::AgentError> {
-    let bind = |what: &'static str, addr: String| move |source| crate::AgentError::Bind {
-        what,
-        addr,
-        source,
+    let bind = |what: &'static str, addr: String| {
+        move |source| crate::AgentError::Bind { what, addr, source }
     };
     let password = config.passwords.replication.expose().to_owned();
     let relay_config = relay::Config {
@@ -189,11 +187,8 @@ pub(crate) fn spawn(
         retention = %placement.retention,
         "replication relay ready"
     );
-    let mut inbound = TunnelConfig::new(
-        Mode::Decrypt,
-        Address::Ip(placement.listen),
-        c.keys.clone(),
-    );
+    let mut inbound =
+        TunnelConfig::new(Mode::Decrypt, Address::Ip(placement.listen), c.keys.clone());
     inbound.max_connections = None;
     inbound.shutdown_grace = Duration::from_secs(1);
     tasks.spawn(crate::keep_tunnel(
@@ -231,7 +226,12 @@ pub(crate) fn spawn(
 }
 
 /// Where the relay should replicate from, given the view.
-fn upstream_for(view: &ClusterView, me: usize, redis: SocketAddr, via: &[Option<SocketAddr>]) -> Option<String> {
+fn upstream_for(
+    view: &ClusterView,
+    me: usize,
+    redis: SocketAddr,
+    via: &[Option<SocketAddr>],
+) -> Option<String> {
     if view.known.primary == me {
         // Only an unfenced primary: the relay would otherwise be the replica that lets a fenced
         // Redis take writes.
@@ -311,11 +311,24 @@ mod tests {
     #[test]
     fn the_relay_follows_the_local_primary_or_the_primary_regions_relay() {
         let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        let via = [None, Some("127.0.0.1:40001".parse().unwrap()), Some("127.0.0.1:40002".parse().unwrap())];
-        assert_eq!(upstream_for(&view(0, false), 0, redis, &via).as_deref(), Some("127.0.0.1:7000"));
-        assert_eq!(upstream_for(&view(2, false), 0, redis, &via).as_deref(), Some("127.0.0.1:40002"));
+        let via = [
+            None,
+            Some("127.0.0.1:40001".parse().unwrap()),
+            Some("127.0.0.1:40002".parse().unwrap()),
+        ];
+        assert_eq!(
+            upstream_for(&view(0, false), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:7000")
+        );
+        assert_eq!(
+            upstream_for(&view(2, false), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:40002")
+        );
         // A fenced replica region still pulls (the fence concerns the primary's writes).
-        assert_eq!(upstream_for(&view(1, true), 0, redis, &via).as_deref(), Some("127.0.0.1:40001"));
+        assert_eq!(
+            upstream_for(&view(1, true), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:40001")
+        );
     }
 
     #[test]

@@ -428,9 +428,7 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
         state_dir: Some(layout.region(name).display().to_string()),
         primary_endpoint: Some(format!("127.0.0.1:{}", ports.primary_endpoint)),
         sentinel: Some(format!("127.0.0.1:{}", ports.sentinel)),
-        relay_listen: topology
-            .relay
-            .map(|_| format!("127.0.0.1:{}", ports.relay)),
+        relay_listen: topology.relay.map(|_| format!("127.0.0.1:{}", ports.relay)),
         relay_tunnel_listen: topology
             .relay
             .map(|_| format!("[127.0.0.1]:{}", ports.relay_tunnel)),

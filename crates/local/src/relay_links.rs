@@ -18,10 +18,8 @@ pub(crate) async fn spawn(
     let n = topology.regions.len();
     for from in 0..n {
         for to in (0..n).filter(|to| *to != from) {
-            let listen = SocketAddr::from((
-                [127, 0, 0, 1],
-                topology.local.relay_wan_listener(from, to),
-            ));
+            let listen =
+                SocketAddr::from(([127, 0, 0, 1], topology.local.relay_wan_listener(from, to)));
             let upstream =
                 SocketAddr::from(([127, 0, 0, 1], topology.local.ports(to).relay_tunnel));
             let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {

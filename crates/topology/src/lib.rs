@@ -35,8 +35,8 @@ use toml::Spanned;
 
 pub use error::TopologyError;
 pub use ports::{
-    pod_peer_port, LocalPorts, DEFAULT_BASE_PORT, LOCAL_PORT_BLOCK, MAX_REGIONS,
-    MAX_RELAY_REGIONS, MIN_BASE_PORT, POD_PEER_PORT_BASE,
+    pod_peer_port, LocalPorts, DEFAULT_BASE_PORT, LOCAL_PORT_BLOCK, MAX_REGIONS, MAX_RELAY_REGIONS,
+    MIN_BASE_PORT, POD_PEER_PORT_BASE,
 };
 pub use settings::{
     KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, RelayRetention,
@@ -45,9 +45,7 @@ pub use settings::{
 pub use units::{parse_duration, DurationError};
 
 use error::Reporter;
-use raw::{
-    RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings,
-};
+use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings};
 
 /// Longest cluster name: it prefixes Kubernetes object names, which are limited to 63.
 pub const MAX_CLUSTER_NAME_LEN: usize = 40;

@@ -371,7 +371,10 @@ mod tests {
                 add(p.relay, format!("relay {i}"));
                 add(p.relay_tunnel, format!("relay tunnel {i}"));
                 for j in 0..crate::ports::MAX_RELAY_REGIONS {
-                    add(local.relay_wan_listener(i, j), format!("relay wan {i}->{j}"));
+                    add(
+                        local.relay_wan_listener(i, j),
+                        format!("relay wan {i}->{j}"),
+                    );
                 }
                 for j in 0..regions {
                     add(p.peer(j), format!("peer {i}->{j}"));
