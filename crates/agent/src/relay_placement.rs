@@ -90,7 +90,7 @@ pub struct RelayStatus {
     pub horizon_seconds: u64,
     /// Bytes of stream (and RDB) held on disk.
     pub disk_bytes: u64,
-    /// The configured retention (`6h`, `2GiB`, …).
+    /// The configured retention, in seconds (`21600s`) or bytes (`2147483648B`).
     pub retention: String,
 }
 
@@ -295,6 +295,62 @@ pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
     });
 }
 
+/// The relays' lines of `georep status` (empty without relays): what each follows, whether it
+/// streams, its horizon (the age of the oldest byte it holds: in the primary region, how long a
+/// replica region can be cut off and still resume without a full resync) and what it holds.
+pub(crate) fn table(rows: &[crate::client::Row]) -> String {
+    let relays: Vec<(&str, &RelayStatus)> = rows
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.status.as_ref().ok()?.relay.as_ref()?)))
+        .collect();
+    if relays.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION"
+    );
+    for (name, r) in relays {
+        out.push_str(&format!(
+            "{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+            name,
+            r.upstream,
+            if r.upstream_connected { "yes" } else { "no" },
+            human_duration(r.horizon_seconds),
+            human_bytes(r.disk_bytes),
+            match r.retention.parse::<relay::Retention>() {
+                Ok(relay::Retention::Age(d)) => human_duration(d.as_secs()),
+                Ok(relay::Retention::Bytes(b)) => human_bytes(b),
+                Err(_) => r.retention.clone(),
+            },
+        ));
+    }
+    out
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +385,34 @@ mod tests {
             upstream_for(&view(1, true), 0, redis, &via).as_deref(),
             Some("127.0.0.1:40001")
         );
+    }
+
+    #[test]
+    fn the_status_table_lists_relays_only_when_there_are_some() {
+        use crate::client::Row;
+        let mut status = RegionStatus {
+            name: "eu".into(),
+            ..RegionStatus::default()
+        };
+        let row = |s: &RegionStatus| Row {
+            name: s.name.clone(),
+            status: Ok(s.clone()),
+        };
+        assert_eq!(table(&[row(&status)]), "");
+        status.relay = Some(RelayStatus {
+            upstream: "us".into(),
+            upstream_connected: true,
+            horizon_seconds: 3725,
+            disk_bytes: 3 << 30,
+            retention: "21600s".into(),
+            ..RelayStatus::default()
+        });
+        let t = table(&[row(&status)]);
+        let line = t.lines().last().unwrap();
+        assert!(line.starts_with("eu "), "{t}");
+        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m"] {
+            assert!(line.contains(part), "{part} missing: {t}");
+        }
     }
 
     #[test]

@@ -179,6 +179,7 @@ mod tests {
             error: None,
             fenced: None,
             last_change: Some(change.clone()),
+            relay: None,
         };
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(

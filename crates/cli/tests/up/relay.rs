@@ -173,6 +173,24 @@ async fn a_cut_that_overruns_the_redis_backlog_heals_through_the_relays_without_
     );
     assert_eq!(relay["retention"], "1073741824B", "{s}");
     assert_eq!(env.status(0).await["relay"]["upstream"], "redis");
+    // `georep status` shows the relays and their horizon under the regions.
+    let out = georep(&["status", &env.topology.display().to_string()]).await;
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let relays: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("RELAY"))
+        .collect();
+    assert_eq!(relays.len(), 3, "{shown}");
+    assert!(
+        relays[1].starts_with("us-east-1") && relays[1].contains("redis"),
+        "{shown}"
+    );
+    assert!(
+        relays[2].contains("us-east-1") && relays[2].contains("yes"),
+        "{shown}"
+    );
+    assert!(relays[2].ends_with("1.0GiB"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
