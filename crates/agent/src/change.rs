@@ -15,11 +15,13 @@
 //!
 //! One change at a time across kinds: before pausing, a planned switchover marks itself in the
 //! primary's data ([`Action::MarkSwitchover`], a key with a time-to-live that replicates to every
-//! region); a forced promotion that finds the mark in its region's Redis is refused, as is one
-//! that finds the primary serving or its own Redis already the confirmed primary. The mark also
-//! notes the epoch the switchover will record (without a time limit): the epoch is recorded in
-//! the old primary's state file before any Redis holds it, and a forced promotion that comes
-//! after the mark has expired must still take a higher one.
+//! region, naming the epoch the switchover will record); a forced promotion that finds a mark
+//! whose epoch it had not seen before probing for a serving primary is refused, as is one that
+//! finds the primary serving or its own Redis already the confirmed primary. A mark whose epoch
+//! was seen belongs to a switchover that had promoted its target before the probe: it no longer
+//! refuses, though it lives until its time-to-live. The epoch is also noted without a time
+//! limit: it is recorded in the old primary's state file before any Redis holds it, and a forced
+//! promotion that comes after the mark has expired must still take a higher one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -113,6 +115,13 @@ pub enum ChangeError {
         /// How long writes were paused.
         paused_ms: u64,
     },
+    /// An epoch is at `u64::MAX`: no change of primary can take a higher one. Refused before
+    /// anything changed.
+    #[error(
+        "epoch {0} is the largest an epoch can be: no change of primary can record a higher one; \
+         nothing changed"
+    )]
+    EpochExhausted(u64),
     /// A step failed on our side (state file, Redis command); the message says what changed.
     #[error("{0}")]
     Failed(String),
@@ -136,13 +145,14 @@ pub enum Action {
     /// → [`Observation::Serving`].
     ProbeServing,
     /// Read the planned-switchover mark in our Redis and every reachable region's
-    /// → [`Observation::Mark`].
+    /// → [`Observation::Mark`] (the newest).
     ReadMark,
     /// The highest epoch any reachable region holds or has had marked for a switchover
     /// → [`Observation::HighestEpoch`].
     ReadHighestEpoch,
-    /// Mark a planned switchover in our Redis for `ttl`, and note (with no time limit) the epoch
-    /// it will record, so that any later change takes a higher one → [`Observation::Done`].
+    /// Mark a planned switchover (`what`, `epoch`) in our Redis for `ttl`, and note (with no
+    /// time limit) the epoch it will record, so that any later change takes a higher one
+    /// → [`Observation::Done`].
     MarkSwitchover {
         /// Describes the change (`failover to X`).
         what: String,
@@ -175,8 +185,8 @@ pub enum Action {
         follow: usize,
     },
     /// On the target, through the tunnel: `REPLICAOF NO ONE`, then `georep:meta` = `known`
-    /// → [`Observation::Done`]. The mark stays until it expires, so a forced promotion sent
-    /// to a region whose agent has not caught up yet is still refused.
+    /// → [`Observation::Done`]. The mark stays until it expires, but refuses a forced promotion
+    /// only where this epoch has not been seen yet.
     PromoteTarget(Known),
     /// `REPLICAOF NO ONE` on our Redis → [`Observation::Done`].
     BecomePrimary,
@@ -232,12 +242,36 @@ pub enum Observation {
     },
     /// Answers [`Action::ProbeServing`]: a region serving writes.
     Serving(Option<usize>),
-    /// Answers [`Action::ReadMark`].
-    Mark(Option<String>),
+    /// Answers [`Action::ReadMark`]: the newest live mark found (see [`SwitchoverMark::newest`]).
+    Mark(Option<SwitchoverMark>),
     /// Answers [`Action::ReadHighestEpoch`] (0 when nobody holds one).
     HighestEpoch(u64),
     /// Answers the offset reads (`None`: the field was missing or the read failed).
     Offset(Option<u64>),
+}
+
+/// A planned switchover's mark, as [`Action::ReadMark`] finds it in a Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchoverMark {
+    /// Describes the change (`failover to X`).
+    pub what: String,
+    /// The epoch the switchover records; `None` for a mark that does not say (it refuses as
+    /// long as it lives).
+    pub epoch: Option<u64>,
+}
+
+impl SwitchoverMark {
+    /// The switchover's epoch is at most `seen`: it has been recorded where `seen` was read.
+    pub fn recorded_by(&self, seen: u64) -> bool {
+        self.epoch.is_some_and(|e| e <= seen)
+    }
+
+    /// The mark that refuses longest: the highest epoch, one without an epoch above all.
+    pub fn newest(marks: impl IntoIterator<Item = Self>) -> Option<Self> {
+        marks
+            .into_iter()
+            .max_by_key(|m| (m.epoch.is_none(), m.epoch))
+    }
 }
 
 /// A change that completed.
@@ -369,7 +403,6 @@ pub struct Planned {
     start: PlannedStart,
     state: PlannedState,
     machine: Machine,
-    highest: u64,
     paused_at: Duration,
     next: Known,
     demote_error: Option<String>,
@@ -383,7 +416,6 @@ impl Planned {
             start,
             state: PlannedState::ReadLocal,
             machine: Machine::new(),
-            highest: 0,
             paused_at: Duration::ZERO,
             demote_error: None,
         };
@@ -421,58 +453,14 @@ impl Planned {
         if self.machine.closing() {
             return self.machine.next_closing();
         }
-        let s = &self.start;
-        let timeout = s.timeout;
         match (self.state, seen) {
-            (PlannedState::ReadLocal, Observation::Local(v)) => {
-                if v.role != RedisRole::Primary || s.fenced {
-                    return self
-                        .machine
-                        .finish(Err(ChangeError::NotWritable(self.me())));
-                }
-                self.state = PlannedState::ReadTarget;
-                // Reaching the target counts against the timeout: an unresponsive target aborts
-                // in time.
-                let budget = timeout
-                    .saturating_sub(now)
-                    .clamp(Duration::from_millis(100), STEP_TIMEOUT);
-                Action::ReadTarget {
-                    region: s.to,
-                    budget,
-                }
-            }
+            (PlannedState::ReadLocal, Observation::Local(v)) => self.check_local(now, &v),
             (PlannedState::ReadTarget, Observation::Target { replica_link_up }) => {
-                if !replica_link_up {
-                    return self
-                        .machine
-                        .finish(Err(ChangeError::TargetNotReady(self.to())));
-                }
-                self.state = PlannedState::ReadHighestEpoch;
-                // Every epoch any region holds, read before the pause (it costs round trips).
-                Action::ReadHighestEpoch
+                self.check_target(replica_link_up)
             }
-            (PlannedState::ReadHighestEpoch, Observation::HighestEpoch(h)) => {
-                self.highest = s.known.epoch.max(h);
-                self.state = PlannedState::Mark;
-                Action::MarkSwitchover {
-                    what: format!("failover to {}", self.to()),
-                    ttl: timeout + PAUSE_MARGIN,
-                    epoch: self.highest + 1,
-                }
-            }
-            (PlannedState::Mark, Observation::Done) => {
-                self.machine.marked = true;
-                self.state = PlannedState::Pause;
-                Action::PauseWrites {
-                    duration: timeout + PAUSE_MARGIN,
-                }
-            }
-            (PlannedState::Pause, Observation::Done) => {
-                self.machine.paused = true;
-                self.paused_at = now;
-                self.state = PlannedState::ReadOffset;
-                Action::ReadPrimaryOffset
-            }
+            (PlannedState::ReadHighestEpoch, Observation::HighestEpoch(h)) => self.mark(h),
+            (PlannedState::Mark, Observation::Done) => self.pause(),
+            (PlannedState::Pause, Observation::Done) => self.read_offset(now),
             (PlannedState::Pause, Observation::Failed(e)) => self.machine.finish(Err(
                 ChangeError::Unreachable(format!("CLIENT PAUSE failed: {e}; nothing changed")),
             )),
@@ -484,99 +472,180 @@ impl Planned {
                 self.poll_target(now)
             }
             (PlannedState::CatchUp { offset, waiting }, seen) => {
-                let caught_up =
-                    !waiting && matches!(seen, Observation::Offset(Some(o)) if o >= offset);
-                if caught_up {
-                    self.next = Known {
-                        epoch: self.highest + 1,
-                        primary: s.to,
-                    };
-                    self.state = PlannedState::Record;
-                    return Action::Record(self.next);
-                }
-                let paused_for = now.saturating_sub(self.paused_at);
-                if paused_for >= timeout {
-                    let e = ChangeError::CatchUpTimeout {
-                        to: self.to(),
-                        me: self.me(),
-                        timeout,
-                        paused_ms: paused_for.as_millis() as u64,
-                    };
-                    return self.machine.finish(Err(e));
-                }
-                if waiting {
-                    self.state = PlannedState::CatchUp {
-                        offset,
-                        waiting: false,
-                    };
-                    self.poll_target(now)
-                } else {
-                    self.state = PlannedState::CatchUp {
-                        offset,
-                        waiting: true,
-                    };
-                    Action::Wait(POLL_EVERY)
-                }
+                self.catch_up(now, offset, waiting, &seen)
             }
             (PlannedState::Record, Observation::Done) => {
                 self.state = PlannedState::Demote;
-                Action::Demote { follow: s.to }
+                Action::Demote {
+                    follow: self.start.to,
+                }
             }
             (PlannedState::Record, Observation::Failed(e)) => {
                 self.machine.finish(Err(ChangeError::Failed(format!(
                     "cannot write the state file: {e}; aborted, the primary is unchanged"
                 ))))
             }
-            (PlannedState::Demote, seen) => {
-                if let Observation::Failed(e) = seen {
-                    self.demote_error = Some(e);
-                }
-                self.state = PlannedState::Promote;
-                Action::PromoteTarget(self.next)
-            }
-            (PlannedState::Promote, seen) => {
-                let write_pause = now.saturating_sub(self.paused_at);
-                let failed = match seen {
-                    Observation::Failed(e) => Some(e),
-                    _ => self.demote_error.take(),
-                };
-                let result = match failed {
-                    Some(e) => Err(ChangeError::Failed(format!(
-                        "epoch {} → {to} is recorded but the switchover did not complete ({e}); \
-                         the agents complete it when {to} is reachable (watch `georep status`)",
-                        self.next.epoch,
-                        to = self.to()
-                    ))),
-                    None => Ok(Completed {
-                        kind: ChangeKind::Planned,
-                        from: s.me,
-                        to: s.to,
-                        epoch: self.next.epoch,
-                        write_pause: Some(write_pause),
-                        offset_gap: Some(0),
-                    }),
-                };
-                // The change is complete (or will be completed): the mark stays until the
-                // target's promotion deletes it or it expires.
-                self.machine.marked = false;
-                self.machine.finish(result)
-            }
-            (state, Observation::Failed(e)) => {
-                let e = match state {
-                    // The driver's message says which Redis and why.
-                    PlannedState::ReadLocal | PlannedState::ReadTarget => e,
-                    PlannedState::ReadOffset => format!("our Redis: {e}; aborted, nothing changed"),
-                    PlannedState::Mark => {
-                        format!("cannot mark the switchover: {e}; nothing changed")
-                    }
-                    _ => format!("{e}; aborted, nothing changed"),
-                };
-                self.machine.finish(Err(ChangeError::Unreachable(e)))
-            }
-            (state, seen) => self.machine.finish(Err(ChangeError::Failed(format!(
-                "internal error: {seen:?} does not answer step {state:?}; aborted"
-            )))),
+            (PlannedState::Demote, seen) => self.promote_target(seen),
+            (PlannedState::Promote, seen) => self.complete(now, seen),
+            (state, Observation::Failed(e)) => self.abort(state, e),
+            (state, seen) => self.machine.finish(Err(unexpected(&state, &seen))),
         }
+    }
+
+    /// Step 1, our side: only a writable primary hands over.
+    fn check_local(&mut self, now: Duration, v: &LocalView) -> Action {
+        if v.role != RedisRole::Primary || self.start.fenced {
+            return self
+                .machine
+                .finish(Err(ChangeError::NotWritable(self.me())));
+        }
+        self.state = PlannedState::ReadTarget;
+        // Reaching the target counts against the timeout: an unresponsive target aborts in time.
+        let budget = self
+            .start
+            .timeout
+            .saturating_sub(now)
+            .clamp(Duration::from_millis(100), STEP_TIMEOUT);
+        Action::ReadTarget {
+            region: self.start.to,
+            budget,
+        }
+    }
+
+    /// Step 1, the target's side: a replica with its link up.
+    fn check_target(&mut self, replica_link_up: bool) -> Action {
+        if !replica_link_up {
+            return self
+                .machine
+                .finish(Err(ChangeError::TargetNotReady(self.to())));
+        }
+        self.state = PlannedState::ReadHighestEpoch;
+        // Every epoch any region holds, read before the pause (it costs round trips).
+        Action::ReadHighestEpoch
+    }
+
+    /// Step 2: the new epoch is above every epoch known or seen (`highest`); mark it.
+    fn mark(&mut self, highest: u64) -> Action {
+        let s = &self.start;
+        let highest = s.known.epoch.max(highest);
+        let Some(epoch) = next_epoch(highest) else {
+            return self
+                .machine
+                .finish(Err(ChangeError::EpochExhausted(highest)));
+        };
+        self.next = Known {
+            epoch,
+            primary: s.to,
+        };
+        self.state = PlannedState::Mark;
+        Action::MarkSwitchover {
+            what: format!("failover to {}", self.to()),
+            ttl: s.timeout + PAUSE_MARGIN,
+            epoch,
+        }
+    }
+
+    /// Step 2, once marked: pause writes.
+    fn pause(&mut self) -> Action {
+        self.machine.marked = true;
+        self.state = PlannedState::Pause;
+        Action::PauseWrites {
+            duration: self.start.timeout + PAUSE_MARGIN,
+        }
+    }
+
+    /// Step 3 begins: the offset the target has to reach.
+    fn read_offset(&mut self, now: Duration) -> Action {
+        self.machine.paused = true;
+        self.paused_at = now;
+        self.state = PlannedState::ReadOffset;
+        Action::ReadPrimaryOffset
+    }
+
+    /// Step 3: poll the target's offset (with a short wait between polls) until it reaches
+    /// `offset`, then record (step 4); abort on timeout.
+    fn catch_up(
+        &mut self,
+        now: Duration,
+        offset: u64,
+        waiting: bool,
+        seen: &Observation,
+    ) -> Action {
+        let caught_up = !waiting && matches!(seen, Observation::Offset(Some(o)) if *o >= offset);
+        if caught_up {
+            self.state = PlannedState::Record;
+            return Action::Record(self.next);
+        }
+        let timeout = self.start.timeout;
+        let paused_for = now.saturating_sub(self.paused_at);
+        if paused_for >= timeout {
+            let e = ChangeError::CatchUpTimeout {
+                to: self.to(),
+                me: self.me(),
+                timeout,
+                paused_ms: paused_for.as_millis() as u64,
+            };
+            return self.machine.finish(Err(e));
+        }
+        self.state = PlannedState::CatchUp {
+            offset,
+            waiting: !waiting,
+        };
+        if waiting {
+            self.poll_target(now)
+        } else {
+            Action::Wait(POLL_EVERY)
+        }
+    }
+
+    /// Step 5, once demoted (or not: the promotion goes ahead, the report says so).
+    fn promote_target(&mut self, seen: Observation) -> Action {
+        if let Observation::Failed(e) = seen {
+            self.demote_error = Some(e);
+        }
+        self.state = PlannedState::Promote;
+        Action::PromoteTarget(self.next)
+    }
+
+    /// Step 6: the change is complete (or recorded, for the agents to complete); unpause.
+    fn complete(&mut self, now: Duration, seen: Observation) -> Action {
+        let write_pause = now.saturating_sub(self.paused_at);
+        let failed = match seen {
+            Observation::Failed(e) => Some(e),
+            _ => self.demote_error.take(),
+        };
+        let result = match failed {
+            Some(e) => Err(ChangeError::Failed(format!(
+                "epoch {} → {to} is recorded but the switchover did not complete ({e}); \
+                 the agents complete it when {to} is reachable (watch `georep status`)",
+                self.next.epoch,
+                to = self.to()
+            ))),
+            None => Ok(Completed {
+                kind: ChangeKind::Planned,
+                from: self.start.me,
+                to: self.start.to,
+                epoch: self.next.epoch,
+                write_pause: Some(write_pause),
+                offset_gap: Some(0),
+            }),
+        };
+        // The change is complete (or will be completed): the mark stays until it expires, and
+        // no longer refuses a forced promotion once its epoch is recorded.
+        self.machine.marked = false;
+        self.machine.finish(result)
+    }
+
+    /// A step before the record failed: nothing changed.
+    fn abort(&mut self, state: PlannedState, e: String) -> Action {
+        let e = match state {
+            // The driver's message says which Redis and why.
+            PlannedState::ReadLocal | PlannedState::ReadTarget => e,
+            PlannedState::ReadOffset => format!("our Redis: {e}; aborted, nothing changed"),
+            PlannedState::Mark => format!("cannot mark the switchover: {e}; nothing changed"),
+            _ => format!("{e}; aborted, nothing changed"),
+        };
+        self.machine.finish(Err(ChangeError::Unreachable(e)))
     }
 
     fn poll_target(&self, now: Duration) -> Action {
@@ -590,6 +659,18 @@ impl Planned {
             wait: left,
         }
     }
+}
+
+/// The epoch after `highest`, unless `highest` is the last one an epoch can be.
+fn next_epoch(highest: u64) -> Option<u64> {
+    highest.checked_add(1)
+}
+
+/// An observation that does not answer the step: a bug in the driver, reported, not a panic.
+fn unexpected(state: &impl std::fmt::Debug, seen: &Observation) -> ChangeError {
+    ChangeError::Failed(format!(
+        "internal error: {seen:?} does not answer step {state:?}; aborted"
+    ))
 }
 
 /// What an emergency promotion starts from.
@@ -620,15 +701,18 @@ enum ForcedState {
 }
 
 /// The emergency promotion of our own region, for when the primary's region is unreachable:
-/// refused while the primary serves writes or a planned switchover is marked; otherwise
-/// (highest epoch + 1, us) is recorded and our Redis becomes the unfenced primary. Writes the old
-/// primary had not replicated are lost; the report says how many bytes, when known.
+/// refused while the primary serves writes or a planned switchover is marked and not yet
+/// recorded; otherwise (highest epoch + 1, us) is recorded and our Redis becomes the unfenced
+/// primary. Writes the old primary had not replicated are lost; the report says how many bytes,
+/// when known.
 #[derive(Debug, Clone)]
 pub struct Forced {
     start: ForcedStart,
     state: ForcedState,
     machine: Machine,
     offset_gap: Option<u64>,
+    /// The highest epoch this agent knew or its Redis held before the probe.
+    seen_epoch: u64,
     next: Known,
 }
 
@@ -637,6 +721,7 @@ impl Forced {
     pub fn new(start: ForcedStart) -> (Self, Action) {
         let m = Self {
             next: start.known,
+            seen_epoch: start.known.epoch,
             start,
             state: ForcedState::ReadLocal,
             machine: Machine::new(),
@@ -654,33 +739,11 @@ impl Forced {
         if self.machine.closing() {
             return self.machine.next_closing();
         }
-        let s = &self.start;
         match (self.state, seen) {
-            (ForcedState::ReadLocal, Observation::Local(v)) => {
-                let serving = v.role == RedisRole::Primary && !v.fence_on;
-                let known_primary = s.known.primary == s.me && !s.fenced;
-                // Our Redis already is the primary the data names (a switchover to us has just
-                // completed, and our control loop has not caught up yet).
-                let named = v
-                    .meta
-                    .is_some_and(|m| m.primary == s.me && m.epoch >= s.known.epoch);
-                if serving && (known_primary || named) {
-                    let epoch = if named { v.meta.map(|m| m.epoch) } else { None };
-                    return self.machine.finish(Err(ChangeError::AlreadyPrimary {
-                        me: self.me(),
-                        epoch: epoch.or(Some(s.known.epoch)),
-                    }));
-                }
-                self.offset_gap = s
-                    .last_primary_offset
-                    .zip(v.replica_offset)
-                    .map(|(p, ours)| p.saturating_sub(ours));
-                self.state = ForcedState::Probe;
-                Action::ProbeServing
-            }
+            (ForcedState::ReadLocal, Observation::Local(v)) => self.check_local(&v),
             (ForcedState::Probe, Observation::Serving(Some(primary))) => {
                 let e = ChangeError::PrimaryServing {
-                    primary: s.names[primary].clone(),
+                    primary: self.start.names[primary].clone(),
                     me: self.me(),
                 };
                 self.machine.finish(Err(e))
@@ -693,21 +756,8 @@ impl Forced {
                 self.state = ForcedState::ReadMark;
                 Action::ReadMark
             }
-            (ForcedState::ReadMark, Observation::Mark(Some(what))) => self
-                .machine
-                .finish(Err(ChangeError::SwitchoverInProgress(what))),
-            (ForcedState::ReadMark, Observation::Mark(None)) => {
-                self.state = ForcedState::ReadHighestEpoch;
-                Action::ReadHighestEpoch
-            }
-            (ForcedState::ReadHighestEpoch, Observation::HighestEpoch(h)) => {
-                self.next = Known {
-                    epoch: s.known.epoch.max(h) + 1,
-                    primary: s.me,
-                };
-                self.state = ForcedState::Record;
-                Action::Record(self.next)
-            }
+            (ForcedState::ReadMark, Observation::Mark(mark)) => self.check_mark(mark),
+            (ForcedState::ReadHighestEpoch, Observation::HighestEpoch(h)) => self.record(h),
             (ForcedState::Record, Observation::Done) => {
                 self.state = ForcedState::BecomePrimary;
                 Action::BecomePrimary
@@ -720,43 +770,99 @@ impl Forced {
                 self.state = ForcedState::WriteMeta;
                 Action::WriteMeta(self.next)
             }
-            (ForcedState::WriteMeta, Observation::Done) => {
-                let done = Completed {
-                    kind: ChangeKind::Emergency,
-                    from: s.known.primary,
-                    to: s.me,
-                    epoch: self.next.epoch,
-                    write_pause: None,
-                    offset_gap: self.offset_gap,
-                };
-                self.machine.finish(Ok(done))
-            }
-            (state, Observation::Failed(e)) => {
-                let e = match state {
-                    ForcedState::ReadLocal => ChangeError::Unreachable(e),
-                    ForcedState::ReadMark => {
-                        ChangeError::Unreachable(format!("our Redis: {e}; nothing changed"))
-                    }
-                    ForcedState::Record => ChangeError::Failed(format!(
-                        "cannot write the state file: {e}; nothing changed"
-                    )),
-                    ForcedState::BecomePrimary => {
-                        ChangeError::Failed(format!("REPLICAOF NO ONE failed: {e}"))
-                    }
-                    ForcedState::LiftFence => {
-                        ChangeError::Failed(format!("lifting the fence failed: {e}"))
-                    }
-                    ForcedState::WriteMeta => {
-                        ChangeError::Failed(format!("writing the epoch failed: {e}"))
-                    }
-                    _ => ChangeError::Failed(format!("{e}; nothing changed")),
-                };
-                self.machine.finish(Err(e))
-            }
-            (state, seen) => self.machine.finish(Err(ChangeError::Failed(format!(
-                "internal error: {seen:?} does not answer step {state:?}; aborted"
-            )))),
+            (ForcedState::WriteMeta, Observation::Done) => self.complete(),
+            (state, Observation::Failed(e)) => self.fail(state, e),
+            (state, seen) => self.machine.finish(Err(unexpected(&state, &seen))),
         }
+    }
+
+    /// Refused when our Redis already is the serving primary; otherwise probe the others.
+    fn check_local(&mut self, v: &LocalView) -> Action {
+        let s = &self.start;
+        let serving = v.role == RedisRole::Primary && !v.fence_on;
+        let known_primary = s.known.primary == s.me && !s.fenced;
+        // Our Redis already is the primary the data names (a switchover to us has just
+        // completed, and our control loop has not caught up yet).
+        let named = v
+            .meta
+            .is_some_and(|m| m.primary == s.me && m.epoch >= s.known.epoch);
+        if serving && (known_primary || named) {
+            let epoch = if named { v.meta.map(|m| m.epoch) } else { None };
+            return self.machine.finish(Err(ChangeError::AlreadyPrimary {
+                me: self.me(),
+                epoch: epoch.or(Some(s.known.epoch)),
+            }));
+        }
+        self.offset_gap = s
+            .last_primary_offset
+            .zip(v.replica_offset)
+            .map(|(p, ours)| p.saturating_sub(ours));
+        // Seen before the probe: a switchover recorded at this epoch had promoted its target
+        // before the probe looked for a serving primary.
+        self.seen_epoch = s.known.epoch.max(v.meta.map_or(0, |m| m.epoch));
+        self.state = ForcedState::Probe;
+        Action::ProbeServing
+    }
+
+    /// Refused while a switchover is marked whose epoch was not seen before the probe (it may
+    /// be running); a completed switchover's mark, still alive, does not refuse.
+    fn check_mark(&mut self, mark: Option<SwitchoverMark>) -> Action {
+        match mark {
+            Some(m) if !m.recorded_by(self.seen_epoch) => self
+                .machine
+                .finish(Err(ChangeError::SwitchoverInProgress(m.what))),
+            _ => {
+                self.state = ForcedState::ReadHighestEpoch;
+                Action::ReadHighestEpoch
+            }
+        }
+    }
+
+    /// Record (above every epoch known or seen anywhere, `highest`, us).
+    fn record(&mut self, highest: u64) -> Action {
+        let highest = self.start.known.epoch.max(highest);
+        let Some(epoch) = next_epoch(highest) else {
+            return self
+                .machine
+                .finish(Err(ChangeError::EpochExhausted(highest)));
+        };
+        self.next = Known {
+            epoch,
+            primary: self.start.me,
+        };
+        self.state = ForcedState::Record;
+        Action::Record(self.next)
+    }
+
+    fn complete(&mut self) -> Action {
+        let done = Completed {
+            kind: ChangeKind::Emergency,
+            from: self.start.known.primary,
+            to: self.start.me,
+            epoch: self.next.epoch,
+            write_pause: None,
+            offset_gap: self.offset_gap,
+        };
+        self.machine.finish(Ok(done))
+    }
+
+    fn fail(&mut self, state: ForcedState, e: String) -> Action {
+        let e = match state {
+            ForcedState::ReadLocal => ChangeError::Unreachable(e),
+            ForcedState::ReadMark => {
+                ChangeError::Unreachable(format!("our Redis: {e}; nothing changed"))
+            }
+            ForcedState::Record => {
+                ChangeError::Failed(format!("cannot write the state file: {e}; nothing changed"))
+            }
+            ForcedState::BecomePrimary => {
+                ChangeError::Failed(format!("REPLICAOF NO ONE failed: {e}"))
+            }
+            ForcedState::LiftFence => ChangeError::Failed(format!("lifting the fence failed: {e}")),
+            ForcedState::WriteMeta => ChangeError::Failed(format!("writing the epoch failed: {e}")),
+            _ => ChangeError::Failed(format!("{e}; nothing changed")),
+        };
+        self.machine.finish(Err(e))
     }
 }
 

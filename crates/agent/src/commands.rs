@@ -9,13 +9,15 @@ use std::time::Duration;
 use resp::{Conn, Info, Value};
 use topology::Topology;
 
+use crate::change::SwitchoverMark;
 use crate::cluster_view::Known;
 use crate::credentials::{Passwords, ADMIN_USER, APP_USER, REPLICATION_USER};
 
 /// The hash holding the epoch and the primary's name, in every Redis.
 pub(crate) const META: &str = "georep:meta";
 /// Set on the primary (with a time to live) while a planned switchover runs; replicated to every
-/// region, where a forced promotion finds it and is refused.
+/// region, where a forced promotion finds it and is refused. Its value is `<epoch> <what>`: the
+/// epoch the switchover records, then what it is (`failover to X`).
 pub(crate) const SWITCHOVER_MARK: &str = "georep:switchover";
 /// The `georep:meta` field holding the epoch a planned switchover will record.
 const PENDING_EPOCH: &str = "switchover_epoch";
@@ -54,31 +56,35 @@ impl Redis {
         Ok(Info::parse(&v.text().unwrap_or_default()))
     }
 
-    /// Its `georep:meta`, if it holds one naming a region of the topology.
+    /// Its `georep:meta`, if it holds one naming a region of the topology (a damaged one counts
+    /// as absent).
     pub(crate) async fn read_meta(
         &mut self,
         topology: &Topology,
     ) -> Result<Option<Known>, resp::Error> {
-        let reply = self.0.cmd(&["HMGET", META, "epoch", "primary"]).await?;
-        let Value::Array(Some(fields)) = reply else {
-            return Ok(None);
+        Ok(self.read_meta_checked(topology).await?.known())
+    }
+
+    /// Its `georep:meta`, telling an absent one from one an agent did not write.
+    pub(crate) async fn read_meta_checked(
+        &mut self,
+        topology: &Topology,
+    ) -> Result<Meta, resp::Error> {
+        let reply = match self.0.cmd(&["HMGET", META, "epoch", "primary"]).await {
+            Err(e) if is_wrong_type(&e) => return Ok(Meta::Damaged("not a hash")),
+            reply => reply?,
         };
-        let epoch = fields
-            .first()
-            .and_then(Value::text)
-            .and_then(|e| e.parse().ok());
-        let primary = fields
-            .get(1)
-            .and_then(Value::text)
-            .and_then(|p| topology.region(&p).map(|r| r.index));
-        Ok(match (epoch, primary) {
-            (Some(epoch), Some(primary)) => Some(Known { epoch, primary }),
-            _ => None,
-        })
+        let Value::Array(Some(fields)) = reply else {
+            return Ok(Meta::Absent);
+        };
+        let field = |i: usize| fields.get(i).and_then(Value::text);
+        Ok(Meta::parse(field(0), field(1), topology))
     }
 
     /// Writes `georep:meta`: the epoch and the primary's name live in the data, so every replica
-    /// holds the epoch of what it has. The only writer of the hash.
+    /// holds the epoch of what it has. The only writer of the hash. A key of another type in its
+    /// place (only an admin can put one there) is deleted first: the metadata is repaired, not
+    /// fatal.
     pub(crate) async fn write_meta(
         &mut self,
         known: Known,
@@ -86,9 +92,17 @@ impl Redis {
     ) -> Result<(), resp::Error> {
         let epoch = known.epoch.to_string();
         let name = topology.regions[known.primary].name.as_str();
-        self.0
-            .cmd(&["HSET", META, "epoch", epoch.as_str(), "primary", name])
-            .await?;
+        let hset = ["HSET", META, "epoch", epoch.as_str(), "primary", name];
+        match self.0.cmd(&hset).await {
+            Err(e) if is_wrong_type(&e) => {
+                tracing::warn!(key = META, "not a hash: deleting it to write the metadata");
+                self.0.cmd(&["DEL", META]).await?;
+                self.0.cmd(&hset).await?;
+            }
+            reply => {
+                reply?;
+            }
+        }
         Ok(())
     }
 
@@ -149,28 +163,33 @@ impl Redis {
         Ok(())
     }
 
-    /// Marks a planned switchover for `ttl`, and notes the epoch it will record in
-    /// `georep:meta` (no time limit: later changes take a higher epoch).
+    /// Marks a planned switchover for `ttl` with the epoch it will record, and notes that epoch
+    /// in `georep:meta` (no time limit: later changes take a higher epoch).
     pub(crate) async fn mark_switchover(
         &mut self,
         what: &str,
         ttl: Duration,
         epoch: u64,
     ) -> Result<(), resp::Error> {
+        let mark = format!("{epoch} {what}");
         let epoch = epoch.to_string();
         self.0
             .cmd(&["HSET", META, PENDING_EPOCH, epoch.as_str()])
             .await?;
         let ms = ttl.as_millis().to_string();
         self.0
-            .cmd(&["SET", SWITCHOVER_MARK, what, "PX", ms.as_str()])
+            .cmd(&["SET", SWITCHOVER_MARK, mark.as_str(), "PX", ms.as_str()])
             .await?;
         Ok(())
     }
 
-    /// The highest epoch this Redis holds or has had marked for a switchover (0 if none).
+    /// The highest epoch this Redis holds or has had marked for a switchover (0 if none, or if
+    /// `georep:meta` is not a hash).
     pub(crate) async fn highest_epoch(&mut self) -> Result<u64, resp::Error> {
-        let reply = self.0.cmd(&["HMGET", META, "epoch", PENDING_EPOCH]).await?;
+        let reply = match self.0.cmd(&["HMGET", META, "epoch", PENDING_EPOCH]).await {
+            Err(e) if is_wrong_type(&e) => return Ok(0),
+            reply => reply?,
+        };
         let Value::Array(Some(fields)) = reply else {
             return Ok(0);
         };
@@ -182,8 +201,9 @@ impl Redis {
     }
 
     /// The switchover mark, if one is live.
-    pub(crate) async fn switchover_mark(&mut self) -> Result<Option<String>, resp::Error> {
-        Ok(self.0.cmd(&["GET", SWITCHOVER_MARK]).await?.text())
+    pub(crate) async fn switchover_mark(&mut self) -> Result<Option<SwitchoverMark>, resp::Error> {
+        let value = self.0.cmd(&["GET", SWITCHOVER_MARK]).await?.text();
+        Ok(value.map(|v| parse_mark(&v)))
     }
 
     /// Deletes the switchover mark.
@@ -243,13 +263,19 @@ impl Redis {
         Ok(())
     }
 
-    /// Appends a heartbeat stamp (`READONLY` while this Redis is a replica).
-    pub(crate) async fn stamp_heartbeat(&mut self, now_ms: u64) -> Result<(), resp::Error> {
+    /// Appends a heartbeat stamp (`READONLY` while this Redis is a replica). A key of another
+    /// type in the stream's place is deleted first; true when that repair was needed.
+    pub(crate) async fn stamp_heartbeat(&mut self, now_ms: u64) -> Result<bool, resp::Error> {
         let stamp = now_ms.to_string();
-        self.0
-            .cmd(&["XADD", HEARTBEAT, "MAXLEN", "~", "100", "*", "ms", &stamp])
-            .await?;
-        Ok(())
+        let xadd = ["XADD", HEARTBEAT, "MAXLEN", "~", "100", "*", "ms", &stamp];
+        match self.0.cmd(&xadd).await {
+            Err(e) if is_wrong_type(&e) => {
+                self.0.cmd(&["DEL", HEARTBEAT]).await?;
+                self.0.cmd(&xadd).await?;
+                Ok(true)
+            }
+            reply => reply.map(|_| false),
+        }
     }
 
     /// Blocks up to a second for heartbeat stamps after `last_id`; the raw `XREAD` reply.
@@ -260,5 +286,129 @@ impl Redis {
         self.0
             .cmd_with_timeout(&block, Duration::from_secs(3))
             .await
+    }
+}
+
+/// What a Redis holds under `georep:meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Meta {
+    /// No epoch and no primary.
+    Absent,
+    /// An epoch and a region of the topology, as an agent writes them.
+    Valid(Known),
+    /// What no agent writes (only an admin can): why, without the value, which may be anything.
+    Damaged(&'static str),
+}
+
+impl Meta {
+    fn parse(epoch: Option<String>, primary: Option<String>, topology: &Topology) -> Self {
+        let (epoch, primary) = match (epoch, primary) {
+            (None, None) => return Self::Absent,
+            (None, Some(_)) => return Self::Damaged("no epoch"),
+            (Some(_), None) => return Self::Damaged("no primary"),
+            (Some(e), Some(p)) => (e, p),
+        };
+        let Ok(epoch) = epoch.parse() else {
+            return Self::Damaged("the epoch is not a number");
+        };
+        match topology.region(&primary) {
+            Some(r) => Self::Valid(Known {
+                epoch,
+                primary: r.index,
+            }),
+            None => Self::Damaged("the primary is not a region of the topology"),
+        }
+    }
+
+    /// The (epoch, primary) it holds, if valid.
+    pub(crate) fn known(self) -> Option<Known> {
+        match self {
+            Self::Valid(k) => Some(k),
+            Self::Absent | Self::Damaged(_) => None,
+        }
+    }
+}
+
+/// Whether Redis refused a command for the type of the key it found (`WRONGTYPE …`).
+fn is_wrong_type(e: &resp::Error) -> bool {
+    matches!(e, resp::Error::Command { message, .. } if message.starts_with("WRONGTYPE"))
+}
+
+/// A mark's value, `<epoch> <what>`; a value without an epoch (from an agent that did not write
+/// one) is all `what`.
+fn parse_mark(value: &str) -> SwitchoverMark {
+    let epoch = value
+        .split_once(' ')
+        .and_then(|(e, what)| Some((e.parse().ok()?, what)));
+    match epoch {
+        Some((epoch, what)) => SwitchoverMark {
+            what: what.to_owned(),
+            epoch: Some(epoch),
+        },
+        None => SwitchoverMark {
+            what: value.to_owned(),
+            epoch: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_no_agent_wrote_is_damaged_not_an_error() {
+        let text = r#"
+            name = "shop"
+            primary = "us-east-1"
+            [[region]]
+            name = "us-east-1"
+            endpoint = "a.example:56379"
+            [[region]]
+            name = "eu-central-1"
+            endpoint = "b.example:56379"
+        "#;
+        let topology = Topology::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let parse = |e: Option<&str>, p: Option<&str>| {
+            Meta::parse(e.map(str::to_owned), p.map(str::to_owned), &topology)
+        };
+        assert_eq!(
+            parse(Some("7"), Some("eu-central-1")),
+            Meta::Valid(Known {
+                epoch: 7,
+                primary: 1
+            })
+        );
+        assert_eq!(parse(None, None), Meta::Absent);
+        for (e, p) in [
+            (Some("x"), Some("us-east-1")),
+            (Some("-1"), Some("us-east-1")),
+            (Some("18446744073709551616"), Some("us-east-1")),
+            (Some("3"), Some("mars-1")),
+            (Some("3"), None),
+            (None, Some("us-east-1")),
+        ] {
+            let m = parse(e, p);
+            assert!(matches!(m, Meta::Damaged(_)), "{e:?} {p:?}: {m:?}");
+            assert_eq!(m.known(), None);
+        }
+    }
+
+    #[test]
+    fn a_mark_names_its_epoch_and_an_older_mark_refuses_without_one() {
+        assert_eq!(
+            parse_mark("7 failover to eu"),
+            SwitchoverMark {
+                what: "failover to eu".into(),
+                epoch: Some(7)
+            }
+        );
+        assert_eq!(
+            parse_mark("failover to eu"),
+            SwitchoverMark {
+                what: "failover to eu".into(),
+                epoch: None
+            }
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster_view::{self, Decision, Known, Memory, Observation, Outcome, Peer};
-use crate::commands::Redis;
+use crate::commands::{Meta, Redis, META};
 use crate::config::AgentConfig;
 use crate::plan::{self, Action, Desired, Observed, Role};
 use crate::report::{self, ReplicaMemory};
@@ -55,6 +55,8 @@ struct Seen {
     role: Option<Role>,
     fence_on: bool,
     meta: Option<Known>,
+    /// Why our `georep:meta` holds what no agent writes: a primary rewrites it.
+    meta_damaged: Option<&'static str>,
 }
 
 impl Round {
@@ -98,12 +100,20 @@ impl Round {
             }
         };
         status.redis_up = true;
-        let seen = observe(&mut local, c).await?;
-        let peers = self.observe_peers(c).await;
+        let mut seen = observe(&mut local, c).await?;
+        let (mut peers, mut damaged) = self.observe_peers(c).await;
+        // An absurd epoch is damage too: the region's own agent rewrites it, no other does.
+        for region in crate::epoch_guard::screen(shared, &mut seen.meta, &mut peers) {
+            if region == c.region {
+                seen.meta_damaged.get_or_insert("implausible epoch");
+            }
+            damaged.push(region);
+        }
         let outcome = self.decide(shared, &seen, peers);
         status.primary = c.topology.regions[outcome.known.primary].name.clone();
         status.epoch = Some(outcome.known.epoch);
-        self.act(shared, &mut local, &seen, &outcome).await?;
+        self.act(shared, &mut local, &seen, &outcome, &damaged)
+            .await?;
         let info = local.info(&["replication", "stats", "keyspace"]).await?;
         let primary = outcome.known.primary;
         let peer = self.peers.get_mut(&primary).filter(|_| primary != c.region);
@@ -114,16 +124,18 @@ impl Round {
         Ok(())
     }
 
-    /// Reads every other region's `georep:meta` through our tunnel clients.
-    async fn observe_peers(&mut self, c: &AgentConfig) -> Vec<(usize, Peer)> {
+    /// Reads every other region's `georep:meta` through our tunnel clients; also the regions
+    /// whose metadata is damaged (counted as absent, left to their own agent to repair).
+    async fn observe_peers(&mut self, c: &AgentConfig) -> (Vec<(usize, Peer)>, Vec<usize>) {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
             let meta = match self.peers.remove(&i) {
                 Some(r) => Ok(r),
                 None => Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await,
             };
             let meta = match meta {
-                Ok(mut r) => match r.read_meta(&c.topology).await {
+                Ok(mut r) => match r.read_meta_checked(&c.topology).await {
                     Ok(m) => {
                         self.peers.insert(i, r);
                         Ok(m)
@@ -133,14 +145,21 @@ impl Round {
                 Err(e) => Err(e),
             };
             match meta {
-                Ok(meta) => out.push((i, Peer::Reached { meta })),
+                Ok(meta) => {
+                    if let Meta::Damaged(why) = meta {
+                        let region = &c.topology.regions[i].name;
+                        tracing::debug!(%region, why, "damaged georep:meta there: ignored as absent");
+                        damaged.push(i);
+                    }
+                    out.push((i, Peer::Reached { meta: meta.known() }))
+                }
                 Err(e) => {
                     tracing::debug!(region = %c.topology.regions[i].name, error = %e, "peer unreachable");
                     out.push((i, Peer::Unreachable));
                 }
             }
         }
-        out
+        (out, damaged)
     }
 
     /// Who should be primary (every epoch we can see, highest wins), recorded in the shared view
@@ -177,13 +196,15 @@ impl Round {
     }
 
     /// Takes our Redis to the decided role and settings, completes an interrupted switchover,
-    /// keeps the ACL and lifts a pause left by a dead predecessor.
+    /// keeps the ACL and lifts a pause left by a dead predecessor. `damaged`: regions whose
+    /// metadata is damaged, which no other agent writes over.
     async fn act(
         &mut self,
         shared: &Shared,
         local: &mut Redis,
         seen: &Seen,
         outcome: &Outcome,
+        damaged: &[usize],
     ) -> Result<(), resp::Error> {
         let c = &shared.config;
         let role = match &outcome.decision {
@@ -204,10 +225,14 @@ impl Round {
             apply(local, action).await?;
         }
         if outcome.decision == Decision::Primary && seen.meta != Some(outcome.known) {
+            if let Some(why) = seen.meta_damaged {
+                tracing::warn!(key = META, why, "repairing the cluster metadata");
+                shared.metrics.repaired(META);
+            }
             local.write_meta(outcome.known, &c.topology).await?;
         }
         // After our own role is settled (an old primary is read-only first).
-        if let Some(target) = outcome.complete_on {
+        if let Some(target) = outcome.complete_on.filter(|t| !damaged.contains(t)) {
             self.complete_switchover(c, target, outcome.known).await;
         }
         local.ensure_acl().await?;
@@ -249,10 +274,15 @@ fn desired(c: &AgentConfig, role: Role, fenced: bool) -> Desired {
 
 /// Our Redis's role, fence and meta.
 async fn observe(local: &mut Redis, c: &AgentConfig) -> Result<Seen, resp::Error> {
+    let meta = local.read_meta_checked(&c.topology).await?;
     Ok(Seen {
         role: observed_role(&local.info(&["replication"]).await?),
         fence_on: local.fence_on().await?,
-        meta: local.read_meta(&c.topology).await?,
+        meta: meta.known(),
+        meta_damaged: match meta {
+            Meta::Damaged(why) => Some(why),
+            Meta::Absent | Meta::Valid(_) => None,
+        },
     })
 }
 

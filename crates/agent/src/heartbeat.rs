@@ -32,10 +32,21 @@ pub(crate) async fn write(shared: Arc<Shared>, mut shutdown: Shutdown) {
                 .ok();
         }
         let Some(cn) = conn.as_mut() else { continue };
-        if let Err(e) = cn.stamp_heartbeat(crate::now_ms()).await {
-            // READONLY while Redis is still a replica (just promoted, or restarted): retry.
-            tracing::debug!(error = %e, "heartbeat write failed");
-            conn = None;
+        match cn.stamp_heartbeat(crate::now_ms()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(
+                    key = crate::commands::HEARTBEAT,
+                    why = "not a stream",
+                    "repairing the cluster metadata"
+                );
+                shared.metrics.repaired(crate::commands::HEARTBEAT);
+            }
+            Err(e) => {
+                // READONLY while Redis is still a replica (just promoted, or restarted): retry.
+                tracing::debug!(error = %e, "heartbeat write failed");
+                conn = None;
+            }
         }
     }
 }
@@ -82,8 +93,14 @@ pub(crate) async fn read(shared: Arc<Shared>, mut shutdown: Shutdown) {
                 }
             }
             Err(e) => {
+                // Not a busy loop when Redis answers at once (WRONGTYPE until the primary's
+                // agent repairs the stream).
                 tracing::debug!(error = %e, "heartbeat read failed");
                 conn = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.wait() => return,
+                }
             }
         }
     }

@@ -84,7 +84,10 @@ pub(crate) fn control_router(shared: Arc<Shared>, gate: &Gate) -> axum::Router {
     let status = {
         let shared = shared.clone();
         move || {
-            let body = json(&*shared.status.borrow());
+            let mut status = shared.status.borrow().clone();
+            // The ring as it is now, not as of the last round: an attempt shows at once.
+            status.changes = crate::audit::ring(&shared);
+            let body = json(&status);
             async move { ([(CONTENT_TYPE, "application/json")], body) }
         }
     };
@@ -190,7 +193,8 @@ fn status_of(e: &ChangeError) -> StatusCode {
         | ChangeError::AlreadyPrimary { .. }
         | ChangeError::NotWritable(_)
         | ChangeError::TargetNotReady(_)
-        | ChangeError::PrimaryServing { .. } => StatusCode::CONFLICT,
+        | ChangeError::PrimaryServing { .. }
+        | ChangeError::EpochExhausted(_) => StatusCode::CONFLICT,
         ChangeError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ChangeError::CatchUpTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

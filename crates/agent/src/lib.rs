@@ -21,6 +21,7 @@
 //! heartbeat.rs  the primary's stamps and the replicas' lag
 //! http.rs       /status /metrics /healthz /readyz /failover /promote; ChangeError → HTTP status
 //! commands.rs   every Redis command the agent sends
+//! epoch_guard.rs absurd epochs in georep:meta ignored, logged and counted
 //! shared.rs     what the tasks share: the config and watch channels (ClusterView, status, …)
 //! client.rs     the other side: an HTTP client for the CLI (status, failover, promote)
 //! ```
@@ -36,6 +37,7 @@ mod commands;
 mod config;
 mod control;
 pub mod credentials;
+mod epoch_guard;
 pub mod exported;
 mod heartbeat;
 mod http;
@@ -44,6 +46,7 @@ pub mod plan;
 pub mod pod_conf;
 pub mod relay_placement;
 mod report;
+pub mod secrets;
 pub mod shared;
 pub mod shutdown;
 pub mod state;

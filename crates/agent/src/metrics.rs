@@ -24,6 +24,8 @@ pub(crate) struct AgentMetrics {
     pub(crate) failovers: Family<Vec<(String, String)>, Counter>,
     pub(crate) last_write_pause_ms: Gauge,
     pub(crate) last_change_duration_ms: Gauge,
+    pub(crate) meta_repaired: Family<Vec<(String, String)>, Counter>,
+    pub(crate) epoch_refused: Family<Vec<(String, String)>, Counter>,
 }
 
 impl AgentMetrics {
@@ -49,6 +51,8 @@ impl AgentMetrics {
             failovers: Family::default(),
             last_write_pause_ms: Gauge::default(),
             last_change_duration_ms: Gauge::default(),
+            meta_repaired: Family::default(),
+            epoch_refused: Family::default(),
         };
         let r = registry;
         r.register(
@@ -118,6 +122,27 @@ impl AgentMetrics {
             "Duration of the last change of primary this agent ran, in milliseconds",
             m.last_change_duration_ms.clone(),
         );
+        r.register(
+            "meta_repaired",
+            "Keys of georep:* holding what no agent writes (wrong type, garbage) that this agent \
+             rewrote, by key",
+            m.meta_repaired.clone(),
+        );
+        r.register(
+            "epoch_refused",
+            "Implausible epochs (u64::MAX, or more than 1,000,000 above the known one) ignored, \
+             by the region whose georep:meta held them",
+            m.epoch_refused.clone(),
+        );
         m
+    }
+}
+
+impl AgentMetrics {
+    /// Counts a repair of `key`.
+    pub(crate) fn repaired(&self, key: &str) {
+        self.meta_repaired
+            .get_or_create(&vec![("key".to_owned(), key.to_owned())])
+            .inc();
     }
 }

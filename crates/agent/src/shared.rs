@@ -157,13 +157,12 @@ impl Shared {
             v.known = known;
             changed
         });
-        crate::state::save(
-            &c.state_dir,
-            &crate::state::State {
-                epoch: known.epoch,
-                primary: c.topology.regions[known.primary].name.clone(),
-            },
-        )?;
+        // The audit ring in the same file is kept as it is.
+        crate::state::update(&c.state_dir, |s| crate::state::State {
+            epoch: known.epoch,
+            primary: c.topology.regions[known.primary].name.clone(),
+            changes: s.map(|s| s.changes).unwrap_or_default(),
+        })?;
         if let Some(path) = &c.redis_conf {
             crate::pod_conf::write(path, &c.topology, c.region, known.primary)?;
         }

@@ -54,6 +54,33 @@ pub struct RegionStatus {
     /// The region's replication relay, when it runs one (`[relay]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<crate::RelayStatus>,
+    /// The audit ring: the last 20 attempted changes of primary sent to this agent, oldest
+    /// first, kept in its state file across restarts.
+    #[serde(default)]
+    pub changes: Vec<ChangeAttempt>,
+}
+
+/// One attempted change of primary, as the audit log line and the state file record it. Only
+/// authenticated requests get this far: a missing or wrong token is refused (401) before, and
+/// counted by `georep_control_auth_failures_total`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangeAttempt {
+    /// When the agent answered, Unix milliseconds.
+    pub at_ms: u64,
+    /// Who asked: the peer address of the control connection.
+    pub peer: String,
+    /// The fingerprint of the operator token presented (never the token).
+    pub token: String,
+    /// `failover` or `promote`.
+    pub action: String,
+    /// The region asked to become primary.
+    pub target: String,
+    /// `done` or `refused`.
+    pub result: String,
+    /// Why it was refused or failed.
+    pub error: Option<String>,
+    /// The epoch after the attempt: the new one when done, the known one otherwise.
+    pub epoch: Option<u64>,
 }
 
 /// One change of primary, as the agent that carried it out reports it.
@@ -180,11 +207,21 @@ mod tests {
             fenced: None,
             last_change: Some(change.clone()),
             relay: None,
+            changes: vec![ChangeAttempt {
+                at_ms: 1_700_000_000_000,
+                peer: "127.0.0.1:51000".into(),
+                token: "3f2a9c0d1e4b5a6f".into(),
+                action: "failover".into(),
+                target: "eu-central-1".into(),
+                result: "refused".into(),
+                error: Some("region eu-central-1 is not ready".into()),
+                epoch: Some(2),
+            }],
         };
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"eu-central-1","role":"replica","redis_addr":"127.0.0.1:7000","redis_up":true,"primary":"us-east-1","epoch":2,"link":"up","link_error":null,"lag_bytes":0,"lag_ms":41,"keys":10,"ops_per_sec":5,"last_sync":"partial","sync_full":null,"sync_partial_ok":null,"repl_offset":1234,"error":null,"fenced":null,"last_change":{"kind":"planned","from":"us-east-1","to":"eu-central-1","epoch":3,"at_ms":1700000000000,"duration_ms":120,"write_pause_ms":80,"offset_gap":0}}"#
+            r#"{"name":"eu-central-1","role":"replica","redis_addr":"127.0.0.1:7000","redis_up":true,"primary":"us-east-1","epoch":2,"link":"up","link_error":null,"lag_bytes":0,"lag_ms":41,"keys":10,"ops_per_sec":5,"last_sync":"partial","sync_full":null,"sync_partial_ok":null,"repl_offset":1234,"error":null,"fenced":null,"last_change":{"kind":"planned","from":"us-east-1","to":"eu-central-1","epoch":3,"at_ms":1700000000000,"duration_ms":120,"write_pause_ms":80,"offset_gap":0},"changes":[{"at_ms":1700000000000,"peer":"127.0.0.1:51000","token":"3f2a9c0d1e4b5a6f","action":"failover","target":"eu-central-1","result":"refused","error":"region eu-central-1 is not ready","epoch":2}]}"#
         );
         let primary = RegionStatus {
             role: Role::Primary,
@@ -200,6 +237,11 @@ mod tests {
         assert_eq!(v["last_sync"], "full");
         let unknown = serde_json::to_value(RegionStatus::default()).unwrap();
         assert_eq!(unknown["role"], "unknown");
+        assert_eq!(unknown["changes"], serde_json::json!([]));
+        // A status from an agent older than the audit ring reads with no changes.
+        let old = json.split(r#","changes""#).next().unwrap().to_owned() + "}";
+        let old: RegionStatus = serde_json::from_str(&old).unwrap();
+        assert!(old.changes.is_empty());
         let forced = PrimaryChange {
             kind: ChangeKind::Emergency,
             write_pause_ms: None,

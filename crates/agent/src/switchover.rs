@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::change::{
     Action, ChangeError, Completed, Forced, ForcedStart, LocalView, Observation, Planned,
-    PlannedStart, RedisRole, STEP_TIMEOUT,
+    PlannedStart, RedisRole, SwitchoverMark, STEP_TIMEOUT,
 };
 use crate::commands::Redis;
 use crate::shared::Shared;
@@ -154,20 +154,16 @@ impl<'a> Io<'a> {
 
     async fn execute(&mut self, action: &Action) -> Observation {
         let c = &self.shared.config;
-        let done = |r: Result<(), resp::Error>| match r {
-            Ok(()) => Observation::Done,
-            Err(e) => Observation::Failed(e.to_string()),
-        };
         match action {
             Action::ReadLocal => match self.read_local().await {
                 Ok(v) => Observation::Local(v),
-                Err(e) => Observation::Failed(e),
+                Err(e) => Observation::Failed(e.to_string()),
             },
             Action::ReadTarget { region, budget } => self.read_target(*region, *budget).await,
             Action::ProbeServing => Observation::Serving(serving_primary(self.shared).await),
             Action::ReadMark => match self.read_marks().await {
                 Ok(m) => Observation::Mark(m),
-                Err(e) => Observation::Failed(e),
+                Err(e) => Observation::Failed(e.to_string()),
             },
             Action::ReadHighestEpoch => Observation::HighestEpoch(highest_seen(self.shared).await),
             Action::Wait(d) => {
@@ -190,47 +186,49 @@ impl<'a> Io<'a> {
                 None => Observation::Failed("not connected to the target".into()),
             },
             Action::Finish(_) => Observation::Done,
-            local => {
-                let shared = self.shared;
-                let Some(r) = self.local.as_mut() else {
-                    return Observation::Failed("not connected to our Redis".into());
-                };
-                match local {
-                    Action::MarkSwitchover { what, ttl, epoch } => {
-                        done(r.mark_switchover(what, *ttl, *epoch).await)
-                    }
-                    Action::PauseWrites { duration } => done(r.pause_writes(*duration).await),
-                    Action::ReadPrimaryOffset => match r.info(&["replication"]).await {
-                        Ok(i) => Observation::Offset(uint(&i, "master_repl_offset")),
-                        Err(e) => Observation::Failed(e.to_string()),
-                    },
-                    Action::Demote { follow } => {
-                        let via = c.follow_addr(*follow);
-                        done(r.follow(&via.ip().to_string(), via.port()).await)
-                    }
-                    Action::BecomePrimary => done(r.become_primary().await),
-                    Action::LiftFence => {
-                        shared.set_fenced(None);
-                        done(r.lift_fence().await)
-                    }
-                    Action::WriteMeta(known) => done(r.write_meta(*known, &c.topology).await),
-                    Action::Unpause => done(r.unpause().await),
-                    Action::ClearMark => done(r.clear_switchover_mark().await),
-                    other => Observation::Failed(format!("no driver for {other:?}")),
-                }
-            }
+            local => self.execute_local(local).await,
         }
     }
 
-    async fn read_local(&mut self) -> Result<LocalView, String> {
+    /// The actions on our own Redis, through the connection [`Action::ReadLocal`] opened.
+    async fn execute_local(&mut self, action: &Action) -> Observation {
+        let c = &self.shared.config;
+        let Some(r) = self.local.as_mut() else {
+            return Observation::Failed("not connected to our Redis".into());
+        };
+        match action {
+            Action::MarkSwitchover { what, ttl, epoch } => {
+                done(r.mark_switchover(what, *ttl, *epoch).await)
+            }
+            Action::PauseWrites { duration } => done(r.pause_writes(*duration).await),
+            Action::ReadPrimaryOffset => match r.info(&["replication"]).await {
+                Ok(i) => Observation::Offset(uint(&i, "master_repl_offset")),
+                Err(e) => Observation::Failed(e.to_string()),
+            },
+            Action::Demote { follow } => {
+                let via = c.follow_addr(*follow);
+                done(r.follow(&via.ip().to_string(), via.port()).await)
+            }
+            Action::BecomePrimary => done(r.become_primary().await),
+            Action::LiftFence => {
+                self.shared.set_fenced(None);
+                done(r.lift_fence().await)
+            }
+            Action::WriteMeta(known) => done(r.write_meta(*known, &c.topology).await),
+            Action::Unpause => done(r.unpause().await),
+            Action::ClearMark => done(r.clear_switchover_mark().await),
+            other => Observation::Failed(format!("no driver for {other:?}")),
+        }
+    }
+
+    async fn read_local(&mut self) -> Result<LocalView, LocalError> {
         let c = &self.shared.config;
         let mut r = Redis::connect(c.redis, &c.passwords, STEP_TIMEOUT)
             .await
-            .map_err(|e| format!("cannot reach our Redis: {e}"))?;
-        let our = |e: resp::Error| format!("our Redis: {e}");
-        let info = r.info(&["replication"]).await.map_err(our)?;
-        let fence_on = r.fence_on().await.map_err(our)?;
-        let meta = r.read_meta(&c.topology).await.map_err(our)?;
+            .map_err(LocalError::Connect)?;
+        let info = r.info(&["replication"]).await?;
+        let fence_on = r.fence_on().await?;
+        let meta = r.read_meta(&c.topology).await?;
         self.local = Some(r);
         Ok(LocalView {
             role: role(&info),
@@ -240,23 +238,26 @@ impl<'a> Io<'a> {
         })
     }
 
-    /// The switchover mark in our Redis (an error if it cannot be read) or in any reachable
-    /// region's.
-    async fn read_marks(&mut self) -> Result<Option<String>, String> {
+    /// The newest switchover mark in our Redis (an error if it cannot be read) and every
+    /// reachable region's.
+    async fn read_marks(&mut self) -> Result<Option<SwitchoverMark>, LocalError> {
         let c = &self.shared.config;
-        let local = self.local.as_mut().ok_or("not connected to our Redis")?;
-        if let Some(m) = local.switchover_mark().await.map_err(|e| e.to_string())? {
-            return Ok(Some(m));
-        }
+        let local = self.local.as_mut().ok_or(LocalError::NotConnected)?;
+        let mut marks: Vec<SwitchoverMark> = local
+            .switchover_mark()
+            .await
+            .map_err(LocalError::Read)?
+            .into_iter()
+            .collect();
         for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
             let Ok(mut r) = Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await else {
                 continue;
             };
             if let Ok(Some(m)) = r.switchover_mark().await {
-                return Ok(Some(m));
+                marks.push(m);
             }
         }
-        Ok(None)
+        Ok(SwitchoverMark::newest(marks))
     }
 
     async fn read_target(&mut self, region: usize, budget: Duration) -> Observation {
@@ -279,6 +280,27 @@ impl<'a> Io<'a> {
             replica_link_up: info.get("role") == Some("slave")
                 && info.get("master_link_status") == Some("up"),
         }
+    }
+}
+
+/// Why our own Redis could not be read; the message of [`Observation::Failed`].
+#[derive(Debug, thiserror::Error)]
+enum LocalError {
+    #[error("cannot reach our Redis: {0}")]
+    Connect(resp::Error),
+    #[error("our Redis: {0}")]
+    Redis(#[from] resp::Error),
+    #[error("not connected to our Redis")]
+    NotConnected,
+    #[error(transparent)]
+    Read(resp::Error),
+}
+
+/// A command's outcome as the machines see it.
+fn done(r: Result<(), resp::Error>) -> Observation {
+    match r {
+        Ok(()) => Observation::Done,
+        Err(e) => Observation::Failed(e.to_string()),
     }
 }
 

@@ -60,6 +60,11 @@ struct Args {
     /// dataset of incompressible values would (`DEBUG POPULATE`'s values compress very well).
     #[arg(long)]
     no_rdb_compression: bool,
+    /// Where the Redis servers keep their data [default: the system's temporary directory]. A
+    /// replica writes the whole RDB there before loading it: on a disk other work is writing to,
+    /// the disk is what a full sync measures; `/dev/shm` takes it out.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 const PATHS: [&str; 3] = ["direct", "georep", "spiped"];
@@ -523,7 +528,11 @@ async fn measure_sync(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tools = tools(args.georep.clone())?;
-    let tmp = tempfile::tempdir()?;
+    let tmp = match &args.data_dir {
+        Some(dir) => tempfile::tempdir_in(dir)
+            .with_context(|| format!("cannot create a directory in {}", dir.display()))?,
+        None => tempfile::tempdir()?,
+    };
     let mut procs = Procs::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let wan = LinkParams::new(Duration::from_millis(args.latency_ms));
@@ -562,9 +571,10 @@ async fn main() -> anyhow::Result<()> {
         false => "rdbcompression yes (Redis's default)",
     };
     println!(
-        "full sync: {} keys of 1,000 bytes, {:.2} GB used_memory, {compression}, loopback",
+        "full sync: {} keys of 1,000 bytes, {:.2} GB used_memory, {compression}, loopback, data in {}",
         args.sync_mb * 1000,
-        used as f64 / 1e9
+        used as f64 / 1e9,
+        tmp.path().parent().map_or_else(String::new, |p| p.display().to_string()),
     );
     if let Some(load) = &load {
         print_load(&args, load, &syncs);

@@ -20,7 +20,7 @@ pub(crate) struct AclFileArgs {
 
 pub(crate) fn main(args: AclFileArgs) -> Result<(), Failure> {
     let passwords = agent::Passwords::load(&args.credentials).map_err(Failure::usage)?;
-    local::layout::write_private(&args.out, passwords.acl_file().as_bytes())
+    agent::secrets::write_private(&args.out, passwords.acl_file().as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))
         .map_err(Failure::runtime)?;
     println!(

@@ -37,7 +37,7 @@ pub(crate) fn main(args: SecretsArgs) -> Result<(), Failure> {
             base.display()
         )));
     }
-    let files = local::secrets::init(&dir)
+    let files = agent::secrets::init(&dir)
         .with_context(|| format!("cannot create the secret files in {}", dir.display()))
         .map_err(Failure::runtime)?;
     for f in &files {

@@ -84,32 +84,11 @@ pub(crate) struct TunnelArgs {
     allow_short_key: bool,
     /// How long a partial packet may wait for more plaintext while data is streaming
     /// (e.g. 1ms, 500us; 0 sends every read at once, like spiped).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
+    #[arg(long, value_name = "DURATION", value_parser = topology::parse_duration, default_value = "1ms")]
     coalesce: Duration,
     /// On SIGTERM, how long open connections may take to finish before they are closed.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]
+    #[arg(long, value_name = "DURATION", value_parser = topology::parse_duration, default_value = "20s")]
     shutdown_grace: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (number, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("invalid duration {s:?}: use us, ms, s or m")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 /// Where configuration values come from besides flags; a trait so tests need not touch the
@@ -432,6 +411,8 @@ mod tests {
 
     #[test]
     fn durations_parse() {
+        // The tunnel's flags take the workspace's command-line syntax, `0` included.
+        use topology::parse_duration;
         assert_eq!(parse_duration("1ms").unwrap(), Duration::from_millis(1));
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);

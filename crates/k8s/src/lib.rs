@@ -397,21 +397,34 @@ fn validate(topology: &Topology, options: &Options) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// Why an image reference is not pinned; the message follows the quoted reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unpinned {
+    #[error("has a malformed digest (expected @sha256: and 64 hex digits)")]
+    MalformedDigest,
+    #[error("names no tag: pin one (redis:7.2.5) or a digest")]
+    NoTag,
+    #[error("uses the tag `latest`: pin a version")]
+    Latest,
+    #[error("has an empty tag")]
+    EmptyTag,
+}
+
 /// An image reference must name a tag or digest, and not `latest`: a pod restarted next month
 /// must run what was tested.
-fn pinned(image: &str) -> Result<(), String> {
+fn pinned(image: &str) -> Result<(), Unpinned> {
     if let Some((_, digest)) = image.split_once('@') {
         return if digest.starts_with("sha256:") && digest.len() == 7 + 64 {
             Ok(())
         } else {
-            Err("has a malformed digest (expected @sha256: and 64 hex digits)".into())
+            Err(Unpinned::MalformedDigest)
         };
     }
     let last = image.rsplit('/').next().unwrap_or(image);
     match last.split_once(':') {
-        None => Err("names no tag: pin one (redis:7.2.5) or a digest".into()),
-        Some((_, "latest")) => Err("uses the tag `latest`: pin a version".into()),
-        Some((_, "")) => Err("has an empty tag".into()),
+        None => Err(Unpinned::NoTag),
+        Some((_, "latest")) => Err(Unpinned::Latest),
+        Some((_, "")) => Err(Unpinned::EmptyTag),
         Some(_) => Ok(()),
     }
 }
@@ -462,9 +475,9 @@ mod tests {
         assert!(pinned("registry.local:5000/georep:1").is_ok());
         let digest = format!("redis@sha256:{}", "a".repeat(64));
         assert!(pinned(&digest).is_ok());
-        assert!(pinned("redis").unwrap_err().contains("no tag"));
+        assert_eq!(pinned("redis"), Err(Unpinned::NoTag));
         assert!(pinned("registry.local:5000/georep").is_err());
-        assert!(pinned("redis:latest").unwrap_err().contains("latest"));
+        assert_eq!(pinned("redis:latest"), Err(Unpinned::Latest));
         assert!(pinned("redis@sha256:abc").is_err());
     }
 }

@@ -363,7 +363,7 @@ fn redis_spec(
 ) -> Result<Spec, UpError> {
     let name = &topology.regions[i].name;
     let dir = layout.region(name);
-    layout::write_private(&dir.join("users.acl"), passwords.acl_file().as_bytes())
+    agent::secrets::write_private(&dir.join("users.acl"), passwords.acl_file().as_bytes())
         .map_err(io("writing users.acl"))?;
     // After a clean stop the primary's RDB carries its replication ID and offset, which its AOF
     // does not: load the RDB so replicas resume with partial resyncs; the agent turns the AOF
@@ -374,7 +374,7 @@ fn redis_spec(
     let append_only = i == believed && !(marker.exists() && dir.join("dump.rdb").exists());
     let _ = std::fs::remove_file(&marker);
     let conf = dir.join("redis.conf");
-    layout::write_private(
+    agent::secrets::write_private(
         &conf,
         layout::redis_conf(topology, i, believed, &dir, append_only).as_bytes(),
     )

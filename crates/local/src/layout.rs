@@ -3,7 +3,7 @@
 //! ```text
 //! georep-data/
 //!   up.pid                      lock file (flock) and pid of the running `georep up`
-//!   secrets/                    mode 0700, generated on first run ([`crate::secrets`])
+//!   secrets/                    mode 0700, generated on first run ([`agent::secrets`])
 //!     tunnel.key                32 random bytes (mode 0400)
 //!     admin.password …          the ACL users' passwords (mode 0600)
 //!     operator-token            the operator's credential for the agents (mode 0600)
@@ -16,8 +16,7 @@
 //!     redis.log  agent.log
 //! ```
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use agent::Passwords;
@@ -54,7 +53,7 @@ impl Layout {
 
     /// The operator token the agents' control APIs and `up`'s own accept.
     pub fn operator_token(&self) -> PathBuf {
-        self.secrets().join(crate::secrets::OPERATOR_TOKEN_FILE)
+        self.secrets().join(agent::secrets::OPERATOR_TOKEN_FILE)
     }
 
     /// One region's directory.
@@ -80,23 +79,9 @@ impl Layout {
                 .mode(0o700)
                 .create(self.region(&r.name))?;
         }
-        crate::secrets::init(&self.secrets())?;
+        agent::secrets::init(&self.secrets())?;
         Passwords::load(&self.secrets()).map_err(std::io::Error::other)
     }
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
 
 /// The Redis configuration of one region. Passwords never appear in it: users come from the ACL

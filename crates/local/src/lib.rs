@@ -18,7 +18,6 @@ pub mod process;
 mod procfs;
 mod regions;
 mod relay_links;
-pub mod secrets;
 
 /// The HTTP client of the agent's API, where the tests and tools that drive `georep up` found it
 /// before it moved to the agent crate.

@@ -196,7 +196,7 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
             argv: spec.argv(),
         };
         let json = serde_json::to_vec(&record).expect("a record serialises");
-        if let Err(e) = crate::layout::write_private(&spec.record, &json) {
+        if let Err(e) = agent::secrets::write_private(&spec.record, &json) {
             tracing::warn!(process = %spec.name, error = %e, "cannot record the process's pid");
         }
     }

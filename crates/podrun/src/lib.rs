@@ -44,7 +44,8 @@ mod volumes;
 
 pub use plan::{normalise_image, ContainerPlan, Plan, ProbeAction, ProbePlan, VolumePlan};
 pub use pod::{remove_leftovers, Pod, Which};
-pub use podman::{podman_available, Podman};
+pub use podman::{podman_available, Podman, Unavailable};
+pub use probe::ProbeError;
 
 /// Why a pod cannot run.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::podman::Podman;
+use crate::probe::ProbeError;
 use crate::{probe, volumes, ContainerPlan, Error, Plan, VolumePlan};
 
 /// Which of a container's probes.
@@ -312,18 +313,21 @@ impl Pod {
     }
 
     /// Runs `container`'s probe once: `Ok` with what answered, or why it failed.
-    pub fn probe(&self, container: &str, which: Which) -> Result<String, String> {
+    pub fn probe(&self, container: &str, which: Which) -> Result<String, ProbeError> {
         let c = self
             .plan
             .container(container)
-            .ok_or_else(|| format!("no container {container}"))?;
+            .ok_or_else(|| ProbeError::NoContainer(container.to_owned()))?;
         let probe = match which {
             Which::Startup => &c.startup,
             Which::Liveness => &c.liveness,
             Which::Readiness => &c.readiness,
         }
         .as_ref()
-        .ok_or_else(|| format!("{container} has no {which:?} probe"))?;
+        .ok_or_else(|| ProbeError::NoProbe {
+            container: container.to_owned(),
+            which,
+        })?;
         let port = match &probe.action {
             crate::ProbeAction::Tcp(p) | crate::ProbeAction::Http(p, _) => *p,
         };

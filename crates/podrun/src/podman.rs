@@ -67,19 +67,38 @@ impl Podman {
     }
 }
 
+/// Why podman cannot run pods here, in podman's words.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// `podman version` failed.
+    #[error("podman is not usable: {0}")]
+    NotUsable(Error),
+    /// `podman info` failed.
+    #[error("podman {version} cannot describe this host: {source}")]
+    NoHostInfo {
+        /// podman's version.
+        version: String,
+        /// Why.
+        source: Error,
+    },
+}
+
 /// Whether podman runs here: its version, runtime and cgroup manager, or the reason it does
 /// not, in podman's words.
-pub fn podman_available() -> Result<String, String> {
+pub fn podman_available() -> Result<String, Unavailable> {
     let p = Podman;
     let version = p
         .run(["version", "--format", "{{.Client.Version}}"])
-        .map_err(|e| format!("podman is not usable: {e}"))?;
+        .map_err(Unavailable::NotUsable)?;
     let info = p
         .run([
             "info",
             "--format",
             "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}",
         ])
-        .map_err(|e| format!("podman {} cannot describe this host: {e}", version.trim()))?;
+        .map_err(|source| Unavailable::NoHostInfo {
+            version: version.trim().to_owned(),
+            source,
+        })?;
     Ok(format!("podman {} ({})", version.trim(), info.trim()))
 }

@@ -14,6 +14,42 @@ use std::sync::OnceLock;
 /// `SENTINEL MASTERS` (from a real Sentinel too); 8.1 can.
 pub const REDIS_PY_VERSION: &str = "8.1.0";
 
+/// Why the test venv could not be made, with what to install.
+#[derive(Debug, thiserror::Error)]
+pub enum VenvError {
+    /// The venv's directory has no parent to build it in.
+    #[error("venv directory {0} has no parent")]
+    NoParent(PathBuf),
+    /// A directory could not be created.
+    #[error("create {path}: {source}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// python3 is not installed.
+    #[error("cannot run python3 ({0}): install it, e.g. `apt-get install python3 python3-venv`")]
+    NoPython(std::io::Error),
+    /// `python3 -m venv` failed.
+    #[error(
+        "`python3 -m venv` failed: install the venv module, e.g. `apt-get install python3-venv`"
+    )]
+    NoVenvModule,
+    /// pip could not be started.
+    #[error("cannot run pip in the test venv: {0}")]
+    NoPip(std::io::Error),
+    /// `pip install` failed.
+    #[error(
+        "`pip install redis=={REDIS_PY_VERSION}` failed (is PyPI reachable? is python3-pip \
+         installed?):\n{0}"
+    )]
+    Install(String),
+    /// The venv was published but does not work.
+    #[error("test venv at {0} is incomplete")]
+    Incomplete(PathBuf),
+}
+
 /// A ready virtualenv.
 #[derive(Debug, Clone)]
 pub struct Venv {
@@ -40,7 +76,7 @@ impl Venv {
         cmd
     }
 
-    fn create(dir: &Path) -> Result<Self, String> {
+    fn create(dir: &Path) -> Result<Self, VenvError> {
         let venv = Self {
             root: dir.to_path_buf(),
         };
@@ -54,8 +90,13 @@ impl Venv {
                 let _ = std::fs::remove_dir_all(&stale);
             }
         }
-        let parent = dir.parent().ok_or("venv directory has no parent")?;
-        std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+        let parent = dir
+            .parent()
+            .ok_or_else(|| VenvError::NoParent(dir.to_path_buf()))?;
+        std::fs::create_dir_all(parent).map_err(|source| VenvError::Create {
+            path: parent.to_path_buf(),
+            source,
+        })?;
         let building = parent.join(format!(
             ".{}.building-{}",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("venv"),
@@ -76,7 +117,7 @@ impl Venv {
         if venv.ready() {
             Ok(venv)
         } else {
-            Err(format!("test venv at {} is incomplete", dir.display()))
+            Err(VenvError::Incomplete(dir.to_path_buf()))
         }
     }
 
@@ -93,23 +134,16 @@ impl Venv {
     }
 }
 
-fn build(dir: &Path) -> Result<(), String> {
+fn build(dir: &Path) -> Result<(), VenvError> {
     let status = Command::new("python3")
         .arg("-m")
         .arg("venv")
         .arg(dir)
         .stdout(Stdio::null())
         .status()
-        .map_err(|e| {
-            format!(
-                "cannot run python3 ({e}): install it, e.g. `apt-get install python3 python3-venv`"
-            )
-        })?;
+        .map_err(VenvError::NoPython)?;
     if !status.success() {
-        return Err(
-            "`python3 -m venv` failed: install the venv module, e.g. `apt-get install python3-venv`"
-                .into(),
-        );
+        return Err(VenvError::NoVenvModule);
     }
     let pip = Command::new(dir.join("bin").join("python"))
         .args([
@@ -121,12 +155,10 @@ fn build(dir: &Path) -> Result<(), String> {
         ])
         .arg(format!("redis=={REDIS_PY_VERSION}"))
         .output()
-        .map_err(|e| format!("cannot run pip in the test venv: {e}"))?;
+        .map_err(VenvError::NoPip)?;
     if !pip.status.success() {
-        return Err(format!(
-            "`pip install redis=={REDIS_PY_VERSION}` failed (is PyPI reachable? is python3-pip installed?):\n{}",
-            String::from_utf8_lossy(&pip.stderr)
-        ));
+        let stderr = String::from_utf8_lossy(&pip.stderr).into_owned();
+        return Err(VenvError::Install(stderr));
     }
     Ok(())
 }

@@ -314,3 +314,50 @@ mod tests {
         assert_eq!(syntax_context("[local\n", 3), "");
     }
 }
+
+/// A value not written as its field expects: its kind, the text, and why. Becomes the message
+/// of a [`TopologyError`] at the value's position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Invalid {
+    /// Says what is wrong with it.
+    #[error("invalid {kind} {text:?}: {why}")]
+    Because {
+        kind: &'static str,
+        text: String,
+        why: String,
+    },
+    /// Says what was expected instead.
+    #[error("invalid {kind} {text:?} (expected {expected})")]
+    Expected {
+        kind: &'static str,
+        text: String,
+        expected: &'static str,
+    },
+    /// Zero where only a positive value makes sense.
+    #[error("{text:?} must be greater than zero")]
+    Zero { text: String },
+}
+
+impl Invalid {
+    pub(crate) fn because(kind: &'static str, text: &str, why: impl Into<String>) -> Self {
+        Self::Because {
+            kind,
+            text: text.to_owned(),
+            why: why.into(),
+        }
+    }
+
+    pub(crate) fn expected(kind: &'static str, text: &str, expected: &'static str) -> Self {
+        Self::Expected {
+            kind,
+            text: text.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> Self {
+        e.to_string()
+    }
+}

@@ -44,8 +44,10 @@ pub use settings::{
 };
 pub use units::{parse_duration, DurationError};
 
-use error::Reporter;
-use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings};
+use error::{Invalid, Reporter};
+use raw::{
+    RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings,
+};
 
 /// Longest cluster name: it prefixes Kubernetes object names, which are limited to 63.
 pub const MAX_CLUSTER_NAME_LEN: usize = 40;
@@ -289,9 +291,11 @@ pub(crate) fn base_port_range(regions: usize) -> String {
     )
 }
 
-fn nonzero<T: Default + PartialEq>(written: &str, value: T) -> Result<T, String> {
+fn nonzero<T: Default + PartialEq>(written: &str, value: T) -> Result<T, Invalid> {
     if value == T::default() {
-        Err(format!("{written:?} must be greater than zero"))
+        Err(Invalid::Zero {
+            text: written.to_owned(),
+        })
     } else {
         Ok(value)
     }
@@ -467,7 +471,7 @@ fn kubernetes(
 ) -> Result<KubernetesSettings, TopologyError> {
     let mut out = KubernetesSettings::default();
     let Some(raw) = raw else { return Ok(out) };
-    type Check = fn(&str) -> Result<(), String>;
+    type Check = fn(&str) -> Result<(), Invalid>;
     let scalar = |value: Option<Spanned<String>>, field: &str, check: Check, slot: &mut String| {
         if let Some(v) = value {
             check(v.get_ref())

@@ -1,12 +1,14 @@
 //! Checks for names and addresses: DNS labels, tunnel endpoints, CIDRs, image references.
 //!
-//! Each returns `Err(message)` with a lowercase message that quotes the input.
+//! Each returns an [`Invalid`] whose lowercase message quotes the input.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::error::Invalid;
+
 /// A name that is a DNS label and a Kubernetes object name: lowercase `a-z`, `0-9` and `-`,
 /// starting with a letter, not ending with `-`, at most `max` characters.
-pub(crate) fn dns_label(s: &str, max: usize) -> Result<(), String> {
+pub(crate) fn dns_label(s: &str, max: usize) -> Result<(), Invalid> {
     let why = if s.is_empty() {
         "must not be empty".to_owned()
     } else if s.len() > max {
@@ -23,12 +25,12 @@ pub(crate) fn dns_label(s: &str, max: usize) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("invalid name {s:?}: {why}"))
+    Err(Invalid::because("name", s, why))
 }
 
 /// A Kubernetes namespace: an RFC 1123 label (lowercase alphanumerics and `-`, starting and
 /// ending with an alphanumeric, at most 63 characters).
-pub(crate) fn namespace(s: &str) -> Result<(), String> {
+pub(crate) fn namespace(s: &str) -> Result<(), Invalid> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -38,28 +40,32 @@ pub(crate) fn namespace(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid namespace {s:?} (expected at most 63 lowercase letters, digits and '-', \
-             starting and ending with a letter or digit)"
+        Err(Invalid::expected(
+            "namespace",
+            s,
+            "at most 63 lowercase letters, digits and '-', starting and ending with a letter or \
+             digit",
         ))
     }
 }
 
 /// A Kubernetes StorageClass name: an RFC 1123 subdomain (labels joined by `.`).
-pub(crate) fn storage_class(s: &str) -> Result<(), String> {
+pub(crate) fn storage_class(s: &str) -> Result<(), Invalid> {
     let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| namespace(l).is_ok());
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid storage class name {s:?} (expected lowercase letters, digits, '-' and '.')"
+        Err(Invalid::expected(
+            "storage class name",
+            s,
+            "lowercase letters, digits, '-' and '.'",
         ))
     }
 }
 
 /// A container image reference. Only the obvious mistakes are caught (empty, whitespace,
 /// uppercase repository); the registry has the last word.
-pub(crate) fn image(s: &str) -> Result<(), String> {
+pub(crate) fn image(s: &str) -> Result<(), Invalid> {
     let repository = s.split(['@', ':']).next().unwrap_or("");
     let why = if s.is_empty() {
         "must not be empty"
@@ -72,16 +78,15 @@ pub(crate) fn image(s: &str) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("invalid image reference {s:?}: {why}"))
+    Err(Invalid::because("image reference", s, why))
 }
 
 /// A public tunnel endpoint: `host:port`, `[v4]:port` or `[v6]:port` (spiped's syntax, without
 /// the UNIX socket form). The host is a DNS name or an IPv4 address; the port is 1-65535.
-pub(crate) fn endpoint(s: &str) -> Result<(), String> {
+pub(crate) fn endpoint(s: &str) -> Result<(), Invalid> {
     let fail = |why: &str| {
-        Err(format!(
-            "invalid endpoint {s:?}: {why} (expected host:port, [v4]:port or [v6]:port)"
-        ))
+        let why = format!("{why} (expected host:port, [v4]:port or [v6]:port)");
+        Err(Invalid::because("endpoint", s, why))
     };
     if s.starts_with('/') {
         return fail("a public endpoint cannot be a UNIX socket path");
@@ -133,8 +138,8 @@ fn is_hostname(s: &str) -> bool {
 }
 
 /// An IPv4 or IPv6 CIDR block, `address/prefix`, with no bits set after the prefix.
-pub(crate) fn cidr(s: &str) -> Result<(), String> {
-    let fail = |why: String| Err(format!("invalid CIDR {s:?}: {why}"));
+pub(crate) fn cidr(s: &str) -> Result<(), Invalid> {
+    let fail = |why: String| Err(Invalid::because("CIDR", s, why));
     let Some((addr, prefix)) = s.split_once('/') else {
         return fail("missing \"/prefix\" (e.g. \"0.0.0.0/0\" or \"203.0.113.0/24\")".into());
     };
@@ -188,6 +193,7 @@ mod tests {
         assert!(dns_label(&"a".repeat(40), 40).is_ok());
         assert!(dns_label(&"a".repeat(41), 40)
             .unwrap_err()
+            .to_string()
             .contains("at most 40"));
     }
 
@@ -219,7 +225,7 @@ mod tests {
             "a..b:1",
             "https://x.example:443",
         ] {
-            let e = endpoint(bad).unwrap_err();
+            let e = endpoint(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid endpoint"), "{bad}: {e}");
         }
     }
@@ -246,9 +252,9 @@ mod tests {
         ] {
             assert!(cidr(bad).is_err(), "{bad}");
         }
-        let e = cidr("10.1.2.3/8").unwrap_err();
+        let e = cidr("10.1.2.3/8").unwrap_err().to_string();
         assert!(e.contains("did you mean \"10.0.0.0/8\""), "{e}");
-        let e = cidr("2001:db8::1/32").unwrap_err();
+        let e = cidr("2001:db8::1/32").unwrap_err().to_string();
         assert!(e.contains("did you mean \"2001:db8::/32\""), "{e}");
     }
 

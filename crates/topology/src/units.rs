@@ -6,44 +6,48 @@
 
 use std::time::Duration;
 
+use crate::error::Invalid;
+
 /// A duration that does not parse: the sentence says why and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DurationError(String);
+#[error(transparent)]
+pub struct DurationError(Invalid);
 
 /// Parses a command-line duration: the topology file's syntax ([`duration`]) plus minutes
-/// (`"1m"`), which flags such as `georep failover --timeout` have always taken.
+/// (`"1m"`) and a bare number of seconds (`"0"`, `"20"`), which flags such as `georep failover
+/// --timeout` and `georep tunnel --coalesce` have always taken. The one duration parser of the
+/// command line.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     scaled_duration(s, true).map_err(DurationError)
 }
 
 /// Parses `"45ms"`, `"1.5s"`, `"250us"` (also `"250µs"`), as the topology file writes them.
-pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, Invalid> {
     scaled_duration(s, false)
 }
 
-fn scaled_duration(s: &str, minutes: bool) -> Result<Duration, String> {
+fn scaled_duration(s: &str, command_line: bool) -> Result<Duration, Invalid> {
     const UNITS: &[(&str, u128)] = &[
         ("us", 1_000),
         ("µs", 1_000),
         ("ms", 1_000_000),
         ("s", 1_000_000_000),
         ("m", 60_000_000_000),
+        ("", 1_000_000_000),
     ];
-    let units = if minutes { UNITS } else { &UNITS[..4] };
+    let units = if command_line { UNITS } else { &UNITS[..4] };
     let nanos = scaled(s, units, 1).map_err(|why| {
-        format!("invalid duration {s:?}: {why} (expected a number followed by us, ms or s, e.g. \"45ms\")")
+        let why = format!("{why} (expected a number followed by us, ms or s, e.g. \"45ms\")");
+        Invalid::because("duration", s, why)
     })?;
     u64::try_from(nanos).map(Duration::from_nanos).map_err(|_| {
-        format!(
-            "invalid duration {s:?}: too large (at most {}s)",
-            u64::MAX / 1_000_000_000
-        )
+        let max = u64::MAX / 1_000_000_000;
+        Invalid::because("duration", s, format!("too large (at most {max}s)"))
     })
 }
 
 /// Parses a byte rate: `"1MB/s"` (units B/s, KB/s, MB/s, GB/s), in bytes per second.
-pub(crate) fn byte_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn byte_rate(s: &str) -> Result<u64, Invalid> {
     const UNITS: &[(&str, u128)] = &[
         ("B/s", 1),
         ("KB/s", 1_000),
@@ -51,36 +55,44 @@ pub(crate) fn byte_rate(s: &str) -> Result<u64, String> {
         ("GB/s", 1_000_000_000),
     ];
     let v = scaled(s, UNITS, 1).map_err(|why| {
-        format!("invalid rate {s:?}: {why} (expected a number followed by B/s, KB/s, MB/s or GB/s, e.g. \"1MB/s\")")
+        let why = format!(
+            "{why} (expected a number followed by B/s, KB/s, MB/s or GB/s, e.g. \"1MB/s\")"
+        );
+        Invalid::because("rate", s, why)
     })?;
     u64::try_from(v).map_err(|_| {
-        format!(
-            "invalid rate {s:?}: too large (at most {}GB/s)",
-            u64::MAX / 1_000_000_000
-        )
+        let max = u64::MAX / 1_000_000_000;
+        Invalid::because("rate", s, format!("too large (at most {max}GB/s)"))
     })
 }
 
 /// Parses a bit rate: `"100Mbit/s"` (units Kbit/s, Mbit/s, Gbit/s), in **bytes** per second.
-pub(crate) fn bandwidth(s: &str) -> Result<u64, String> {
+pub(crate) fn bandwidth(s: &str) -> Result<u64, Invalid> {
     const UNITS: &[(&str, u128)] = &[
         ("Kbit/s", 1_000),
         ("Mbit/s", 1_000_000),
         ("Gbit/s", 1_000_000_000),
     ];
     let v = scaled(s, UNITS, 8).map_err(|why| {
-        format!("invalid bandwidth {s:?}: {why} (expected a number followed by Kbit/s, Mbit/s or Gbit/s, e.g. \"100Mbit/s\")")
+        let why = format!(
+            "{why} (expected a number followed by Kbit/s, Mbit/s or Gbit/s, e.g. \"100Mbit/s\")"
+        );
+        Invalid::because("bandwidth", s, why)
     })?;
     u64::try_from(v).map_err(|_| {
         // Stored in bytes per second: eight times that many bits.
         let max_gbit = u128::from(u64::MAX) * 8 / 1_000_000_000;
-        format!("invalid bandwidth {s:?}: too large (at most {max_gbit}Gbit/s)")
+        Invalid::because(
+            "bandwidth",
+            s,
+            format!("too large (at most {max_gbit}Gbit/s)"),
+        )
     })
 }
 
 /// Checks a Redis memory size as `redis.conf` accepts it: digits, then optionally one of
 /// `b`, `k`, `kb`, `m`, `mb`, `g`, `gb` in any case (`512mb`, `2GB`, `1000000`).
-pub(crate) fn redis_memory(s: &str) -> Result<(), String> {
+pub(crate) fn redis_memory(s: &str) -> Result<(), Invalid> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let unit = s[digits..].to_ascii_lowercase();
     let unit_ok = matches!(
@@ -88,8 +100,10 @@ pub(crate) fn redis_memory(s: &str) -> Result<(), String> {
         "" | "b" | "k" | "kb" | "m" | "mb" | "g" | "gb"
     );
     if digits == 0 || !unit_ok {
-        return Err(format!(
-            "invalid memory size {s:?} (expected digits and an optional kb, mb or gb, e.g. \"512mb\")"
+        return Err(Invalid::expected(
+            "memory size",
+            s,
+            "digits and an optional kb, mb or gb, e.g. \"512mb\"",
         ));
     }
     // Redis's own multipliers: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
@@ -111,8 +125,10 @@ pub(crate) fn redis_memory(s: &str) -> Result<(), String> {
             1 => format!("{} bytes", u64::MAX),
             _ => format!("{}{unit}", u64::MAX / scale),
         };
-        return Err(format!(
-            "invalid memory size {s:?}: too large (at most {max})"
+        return Err(Invalid::because(
+            "memory size",
+            s,
+            format!("too large (at most {max})"),
         ));
     }
     Ok(())
@@ -158,7 +174,7 @@ pub(crate) fn retention(s: &str) -> Result<crate::RelayRetention, String> {
 
 /// Checks a Kubernetes storage quantity: a positive decimal number and an optional suffix
 /// (`Ki Mi Gi Ti Pi Ei` or `k M G T P E`), e.g. `5Gi`.
-pub(crate) fn k8s_storage(s: &str) -> Result<(), String> {
+pub(crate) fn k8s_storage(s: &str) -> Result<(), Invalid> {
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(s.len());
@@ -171,13 +187,17 @@ pub(crate) fn k8s_storage(s: &str) -> Result<(), String> {
         None => !number.is_empty(),
     };
     if !number_ok || !suffixes.contains(&suffix) {
-        return Err(format!(
-            "invalid storage size {s:?} (expected a Kubernetes quantity such as \"5Gi\" or \"500Mi\")"
+        return Err(Invalid::expected(
+            "storage size",
+            s,
+            "a Kubernetes quantity such as \"5Gi\" or \"500Mi\"",
         ));
     }
     if number.bytes().all(|b| b == b'0' || b == b'.') {
-        return Err(format!(
-            "invalid storage size {s:?}: must be greater than zero"
+        return Err(Invalid::because(
+            "storage size",
+            s,
+            "must be greater than zero",
         ));
     }
     Ok(())
@@ -267,13 +287,19 @@ mod tests {
             "1m",
             "1MS",
         ] {
-            let e = duration(bad).unwrap_err();
+            let e = duration(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid duration"), "{bad}: {e}");
         }
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "fast", "1h", "-1s", "1.s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
         assert_eq!(
-            duration("99999999999999999999s").unwrap_err(),
+            duration("99999999999999999999s").unwrap_err().to_string(),
             "invalid duration \"99999999999999999999s\": too large (at most 18446744073s)"
         );
         // Far beyond any integer type: the same message, not a parse failure.
@@ -281,6 +307,7 @@ mod tests {
         assert!(
             duration(&huge)
                 .unwrap_err()
+                .to_string()
                 .ends_with("too large (at most 18446744073s)"),
             "{huge}"
         );
@@ -290,6 +317,7 @@ mod tests {
         );
         assert!(duration("1.0000000001s")
             .unwrap_err()
+            .to_string()
             .contains("too many decimal places (at most 9)"));
     }
 
@@ -303,7 +331,7 @@ mod tests {
             assert!(byte_rate(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            byte_rate("99999999999GB/s").unwrap_err(),
+            byte_rate("99999999999GB/s").unwrap_err().to_string(),
             "invalid rate \"99999999999GB/s\": too large (at most 18446744073GB/s)"
         );
     }
@@ -320,7 +348,7 @@ mod tests {
             assert!(bandwidth(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            bandwidth("999999999999Gbit/s").unwrap_err(),
+            bandwidth("999999999999Gbit/s").unwrap_err().to_string(),
             "invalid bandwidth \"999999999999Gbit/s\": too large (at most 147573952589Gbit/s)"
         );
     }
@@ -342,12 +370,14 @@ mod tests {
             assert!(redis_memory(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            redis_memory("99999999999999999999999").unwrap_err(),
+            redis_memory("99999999999999999999999")
+                .unwrap_err()
+                .to_string(),
             "invalid memory size \"99999999999999999999999\": too large \
              (at most 18446744073709551615 bytes)"
         );
         assert_eq!(
-            redis_memory("20000000000gb").unwrap_err(),
+            redis_memory("20000000000gb").unwrap_err().to_string(),
             "invalid memory size \"20000000000gb\": too large (at most 17179869183gb)"
         );
         assert_eq!(redis_memory("17179869183gb"), Ok(()));

@@ -242,7 +242,11 @@ fn a_forced_promotion_is_refused_while_anyone_serves_or_a_switchover_is_marked()
     let (mut m, _) = forced(0);
     m.handle(local_replica());
     assert_eq!(m.handle(Observation::Serving(None)), Action::ReadMark);
-    let Action::Finish(Err(e)) = m.handle(Observation::Mark(Some("failover to eu".into()))) else {
+    let mark = SwitchoverMark {
+        what: "failover to eu".into(),
+        epoch: Some(5),
+    };
+    let Action::Finish(Err(e)) = m.handle(Observation::Mark(Some(mark))) else {
         panic!()
     };
     assert_eq!(
@@ -314,4 +318,111 @@ fn an_answer_that_does_not_fit_the_step_aborts_without_panicking() {
         m.handle(MS, Observation::Done),
         Action::Finish(Err(_))
     ));
+}
+
+#[test]
+fn a_switchover_above_the_last_epoch_is_refused_before_anything_changes() {
+    for (known, highest) in [(4, u64::MAX), (u64::MAX, 0)] {
+        let (mut m, _) = Planned::new(PlannedStart {
+            names: names(),
+            me: 0,
+            to: 1,
+            known: Known {
+                epoch: known,
+                primary: 0,
+            },
+            fenced: false,
+            timeout: Duration::from_millis(500),
+        });
+        m.handle(MS, local_primary());
+        m.handle(
+            MS,
+            Observation::Target {
+                replica_link_up: true,
+            },
+        );
+        let a = m.handle(MS, Observation::HighestEpoch(highest));
+        let Action::Finish(Err(e @ ChangeError::EpochExhausted(u64::MAX))) = a else {
+            panic!("{a:?}")
+        };
+        assert!(e.to_string().contains("nothing changed"), "{e}");
+    }
+}
+
+#[test]
+fn a_forced_promotion_above_the_last_epoch_is_refused_before_anything_changes() {
+    let (mut m, _) = forced(0);
+    m.handle(local_replica());
+    m.handle(Observation::Serving(None));
+    m.handle(Observation::Mark(None));
+    let a = m.handle(Observation::HighestEpoch(u64::MAX));
+    let Action::Finish(Err(e @ ChangeError::EpochExhausted(u64::MAX))) = a else {
+        panic!("{a:?}")
+    };
+    assert!(e.to_string().contains("nothing changed"), "{e}");
+}
+
+#[test]
+fn a_forced_promotion_right_after_a_completed_switchover_is_accepted() {
+    // The switchover to ap recorded epoch 5, which our Redis holds (replicated from ap): its
+    // mark, alive for a while yet, no longer refuses. ap is gone, nobody serves.
+    let (mut m, _) = forced(0);
+    let after_switchover = Observation::Local(LocalView {
+        role: RedisRole::Replica,
+        fence_on: false,
+        replica_offset: Some(900),
+        meta: Some(Known {
+            epoch: 5,
+            primary: 2,
+        }),
+    });
+    assert_eq!(m.handle(after_switchover), Action::ProbeServing);
+    assert_eq!(m.handle(Observation::Serving(None)), Action::ReadMark);
+    let mark = SwitchoverMark {
+        what: "failover to ap".into(),
+        epoch: Some(5),
+    };
+    assert_eq!(
+        m.handle(Observation::Mark(Some(mark))),
+        Action::ReadHighestEpoch
+    );
+    assert_eq!(
+        m.handle(Observation::HighestEpoch(5)),
+        Action::Record(Known {
+            epoch: 6,
+            primary: 1
+        })
+    );
+    // A mark one epoch further (a switchover not seen yet), or one that does not say, refuses.
+    for epoch in [Some(6), None] {
+        let (mut m, _) = forced(0);
+        m.handle(local_replica());
+        m.handle(Observation::Serving(None));
+        let mark = SwitchoverMark {
+            what: "failover to ap".into(),
+            epoch,
+        };
+        let a = m.handle(Observation::Mark(Some(mark)));
+        assert!(
+            matches!(a, Action::Finish(Err(ChangeError::SwitchoverInProgress(_)))),
+            "{epoch:?}: {a:?}"
+        );
+    }
+}
+
+#[test]
+fn the_newest_mark_is_the_highest_epoch_and_one_without_an_epoch_is_newer_still() {
+    let mark = |epoch| SwitchoverMark {
+        what: "failover".into(),
+        epoch,
+    };
+    assert_eq!(SwitchoverMark::newest([]), None);
+    assert_eq!(
+        SwitchoverMark::newest([mark(Some(3)), mark(Some(7)), mark(Some(5))]),
+        Some(mark(Some(7)))
+    );
+    assert_eq!(
+        SwitchoverMark::newest([mark(Some(3)), mark(None), mark(Some(9))]),
+        Some(mark(None))
+    );
 }

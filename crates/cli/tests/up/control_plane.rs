@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -201,6 +203,28 @@ async fn the_token_moves_the_primary_and_appears_nowhere() {
     assert!(!out.status.success(), "{promote_text}");
     assert!(promote_text.contains("serv"), "{promote_text}");
 
+    // The audit ring of us-east-1's agent, which received both: the accepted failover and the
+    // refused promotion (the wrong token's 401 never reached the change code), naming the
+    // token by its fingerprint; kept in the state file, so a restarted agent still shows them.
+    let expected: Vec<(String, String, String, u64)> = [
+        ("failover", "eu-central-1", "done", 2),
+        ("promote", "us-east-1", "refused", 2),
+    ]
+    .iter()
+    .map(|(a, t, r, e)| (a.to_string(), t.to_string(), r.to_string(), *e))
+    .collect();
+    assert_eq!(audit_ring(&env, 0, &token.fingerprint()).await, expected);
+    let agent = env.cluster.pids().await[0].agent.unwrap();
+    kill(Pid::from_raw(agent as i32), Signal::SIGKILL).unwrap();
+    testkit::eventually("us-east-1's agent restarted", || async {
+        let restarted = env.cluster.pids().await[0]
+            .agent
+            .is_some_and(|p| p != agent);
+        (restarted && env.try_status(0).await.is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(audit_ring(&env, 0, &token.fingerprint()).await, expected);
+
     // Where the token must never be.
     let secret = token.expose().to_owned();
     let mut places: Vec<(String, String)> = vec![
@@ -253,6 +277,38 @@ async fn the_token_moves_the_primary_and_appears_nowhere() {
         audit.contains("change of primary attempted") && audit.contains(&token.fingerprint()),
         "no audit line naming the token's fingerprint in us-east-1's agent.log"
     );
+}
+
+/// `(action, target, result, epoch)` of each entry of region `i`'s audit ring, as `georep
+/// status --json` shows it, checking that each names the operator's token by `fingerprint`.
+async fn audit_ring(env: &Env, i: usize, fingerprint: &str) -> Vec<(String, String, String, u64)> {
+    let out = tokio::process::Command::new(GEOREP)
+        .args(["status", "--json"])
+        .arg(&env.topology)
+        .output()
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}: {}", text(&out)));
+    let changes = json["regions"][i]["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no changes in {json}"));
+    changes
+        .iter()
+        .map(|c| {
+            assert_eq!(c["token"], fingerprint, "{c}");
+            assert!(c["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{c}");
+            assert!(c["at_ms"].as_u64().unwrap() > 0, "{c}");
+            assert_eq!(c["error"].is_null(), c["result"] == "done", "{c}");
+            let s = |k: &str| c[k].as_str().unwrap_or("?").to_owned();
+            (
+                s("action"),
+                s("target"),
+                s("result"),
+                c["epoch"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 /// A copy of the topology whose data directory does not exist (no `up` ran there).
@@ -351,22 +407,36 @@ async fn the_app_user_cannot_forge_metadata_or_heartbeats() {
 async fn a_failing_control_loop_makes_readyz_fail_and_shows_in_status() {
     let env = Env::start(&REGIONS, 5).await;
     wait_steady(&env).await;
+    // A setting the agent keeps drifts, and an edit of the ACL file takes `CONFIG SET` from the
+    // agent's user: a cause the agent cannot repair (it reloads that very file).
+    let acl = env.cluster.layout().region("us-east-1").join("users.acl");
+    let original = std::fs::read_to_string(&acl).unwrap();
+    let admin_line = format!("user {} ", region_spec::credentials::ADMIN_USER);
+    let edited: String = original
+        .lines()
+        .map(|l| match l.starts_with(&admin_line) {
+            true => format!("{l} -config|set\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(edited, original);
     let mut admin = env.admin(0).await;
-    let meta = admin.cmd(&["HGETALL", "georep:meta"]).await.unwrap();
-    let resp::Value::Array(Some(fields)) = meta else {
-        panic!("georep:meta is not a hash: {meta:?}")
-    };
-    // Garbage of the wrong type where the metadata lives (only an admin can do this).
-    admin.cmd(&["DEL", "georep:meta"]).await.unwrap();
-    admin.cmd(&["SET", "georep:meta", "x"]).await.unwrap();
+    admin
+        .cmd(&["CONFIG", "SET", "repl-diskless-sync-delay", "7"])
+        .await
+        .unwrap();
+    std::fs::write(&acl, edited).unwrap();
+    // Reloading ends the connections of the users it changed, this one too.
+    let _ = admin.cmd(&["ACL", "LOAD"]).await;
     let why = testkit::eventually("readyz fails with the reason", || async {
         let r = local::http::request(env.http(0), "GET", "/readyz", Duration::from_secs(2))
             .await
             .ok()?;
-        (r.status == 503 && r.body.contains("control loop failing")).then_some(r.body)
+        let failing = r.body.contains("control loop failing") && r.body.contains("NOPERM");
+        (r.status == 503 && failing).then_some(r.body)
     })
     .await;
-    assert!(why.contains("WRONGTYPE"), "{why}");
+    assert!(why.contains("config|set"), "{why}");
     let out = tokio::process::Command::new(GEOREP)
         .args(["status", env.topology.to_str().unwrap()])
         .output()
@@ -374,17 +444,10 @@ async fn a_failing_control_loop_makes_readyz_fail_and_shows_in_status() {
         .unwrap();
     let shown = text(&out);
     assert!(!out.status.success(), "{shown}");
-    assert!(shown.contains("WRONGTYPE"), "{shown}");
-    // Put the metadata back: ready again.
-    let mut restore = vec!["HSET".to_owned(), "georep:meta".to_owned()];
-    for f in fields {
-        if let resp::Value::Bulk(Some(b)) = f {
-            restore.push(String::from_utf8(b).unwrap());
-        }
-    }
-    admin.cmd(&["DEL", "georep:meta"]).await.unwrap();
-    let args: Vec<&str> = restore.iter().map(String::as_str).collect();
-    admin.cmd(&args).await.unwrap();
+    assert!(shown.contains("NOPERM"), "{shown}");
+    // The ACL file repaired: the agent corrects the setting and is ready again.
+    std::fs::write(&acl, original).unwrap();
+    let _ = env.admin(0).await.cmd(&["ACL", "LOAD"]).await;
     testkit::eventually("ready again", || async {
         let r = local::http::request(env.http(0), "GET", "/readyz", Duration::from_secs(2))
             .await
@@ -392,4 +455,65 @@ async fn a_failing_control_loop_makes_readyz_fail_and_shows_in_status() {
         (r.status == 200).then_some(())
     })
     .await;
+}
+
+/// The value of the counter `series` (name and labels) in a Prometheus text page, 0 if absent.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_in_cluster_metadata_is_repaired_and_an_absurd_epoch_changes_nothing() {
+    let env = Env::start(&REGIONS, 5).await;
+    wait_steady(&env).await;
+    let before = state(&env).await;
+    let mut admin = env.admin(0).await;
+    let text_of = |v: resp::Value| v.text().unwrap_or_default();
+    // Keys of the wrong type where the metadata and the heartbeats live (only an admin can).
+    for (key, value) in [("georep:meta", "x"), ("georep:heartbeat", "1")] {
+        admin.cmd(&["DEL", key]).await.unwrap();
+        admin.cmd(&["SET", key, value]).await.unwrap();
+    }
+    testkit::eventually("the primary's agent rewrote both", || async {
+        let mut admin = env.admin(0).await;
+        let meta = text_of(admin.cmd(&["TYPE", "georep:meta"]).await.ok()?);
+        let beat = text_of(admin.cmd(&["TYPE", "georep:heartbeat"]).await.ok()?);
+        let epoch = text_of(admin.cmd(&["HGET", "georep:meta", "epoch"]).await.ok()?);
+        (meta == "hash" && beat == "stream" && epoch == "1").then_some(())
+    })
+    .await;
+    let m = env.metrics(0).await;
+    for key in ["georep:meta", "georep:heartbeat"] {
+        let series = format!("georep_meta_repaired_total{{key=\"{key}\"}}");
+        assert!(counter(&m, &series) >= 1, "{series} in {m}");
+    }
+    // The epoch at u64::MAX (it used to wrap a later failover to epoch 0): ignored as absent,
+    // counted, and rewritten by the primary's agent.
+    let max = u64::MAX.to_string();
+    admin
+        .cmd(&["HSET", "georep:meta", "epoch", &max])
+        .await
+        .unwrap();
+    let refused = "georep_epoch_refused_total{region=\"us-east-1\"}";
+    testkit::eventually("the absurd epoch refused and rewritten", || async {
+        let mut admin = env.admin(0).await;
+        let epoch = text_of(admin.cmd(&["HGET", "georep:meta", "epoch"]).await.ok()?);
+        let counted = counter(&env.metrics(0).await, refused) >= 1;
+        (epoch == "1" && counted).then_some(())
+    })
+    .await;
+    // Nothing changed and the cluster is healthy.
+    assert_eq!(state(&env).await, before);
+    for i in 0..REGIONS.len() {
+        let s = env.status(i).await;
+        assert!(s["error"].is_null(), "region {i}: {s}");
+        assert_eq!(
+            raw(env.http(i), "GET /readyz HTTP/1.1\r\nHost: x").await,
+            200,
+            "region {i}"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use super::super::*;
 use crate::change::{
     Action, ChangeError, Completed, Forced, ForcedStart, LocalView, Observation as Seen, Planned,
-    PlannedStart, RedisRole,
+    PlannedStart, RedisRole, SwitchoverMark,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -25,11 +25,12 @@ struct Redis {
     follows: Option<usize>,
     fence: bool,
     paused_until: Option<u64>,
-    /// Write ids, in order: the replication stream (offset = length).
+    /// Write ids, in order: the replication stream (offset = length; 0 for the agent's writes).
     data: Vec<u64>,
     meta: Option<Known>,
     pending_epoch: Option<u64>,
-    mark: Option<(String, u64)>,
+    /// The mark and when it expires.
+    mark: Option<(SwitchoverMark, u64)>,
     down: bool,
 }
 
@@ -151,12 +152,12 @@ impl Sim {
             .collect()
     }
 
-    fn mark(&self, i: usize) -> Option<String> {
+    fn mark(&self, i: usize) -> Option<SwitchoverMark> {
         let r = &self.redis[i];
         r.mark
             .as_ref()
             .filter(|(_, until)| *until > self.now)
-            .map(|(w, _)| w.clone())
+            .map(|(m, _)| m.clone())
     }
 
     /// The invariant checked after every event.
@@ -410,11 +411,11 @@ impl Sim {
             Action::ProbeServing => Seen::Serving((0..n).find(|j| {
                 *j != i && self.reach(i, *j) && self.redis[*j].primary && !self.redis[*j].fence
             })),
-            Action::ReadMark => Seen::Mark(
+            Action::ReadMark => Seen::Mark(SwitchoverMark::newest(
                 (0..n)
                     .filter(|j| self.reach(i, *j))
-                    .find_map(|j| self.mark(j)),
-            ),
+                    .filter_map(|j| self.mark(j)),
+            )),
             Action::ReadHighestEpoch => Seen::HighestEpoch(
                 (0..n)
                     .filter(|j| self.reach(i, *j))
@@ -433,7 +434,14 @@ impl Sim {
                 let until = self.now + ttl.as_millis() as u64;
                 let r = &mut self.redis[i];
                 r.pending_epoch = Some(r.pending_epoch.unwrap_or(0).max(*epoch));
-                r.mark = Some((what.clone(), until));
+                let mark = SwitchoverMark {
+                    what: what.clone(),
+                    epoch: Some(*epoch),
+                };
+                r.mark = Some((mark, until));
+                // Both writes are in the replication stream: a target that has caught up with
+                // the offset read after them holds the mark.
+                r.data.push(0);
                 Seen::Done
             }
             Action::PauseWrites { duration } => {
@@ -716,6 +724,38 @@ fn a_forced_promotion_during_a_planned_switchover_is_refused_at_every_step() {
             assert_eq!(sim.agents[0].known.epoch, 2, "one epoch, the planned one");
         }
     }
+}
+
+#[test]
+fn a_forced_promotion_right_after_a_completed_switchover_is_accepted() {
+    let mut sim = Sim::healthy(3);
+    sim.start_planned(0, 1, 5_000);
+    while sim.changing(0) {
+        sim.step(0);
+        sim.tick(1);
+    }
+    assert!(matches!(sim.results[..], [Ok(_)]), "{:?}", sim.results);
+    sim.rounds();
+    sim.tick(1);
+    // The new primary is lost at once; its switchover's mark lives on in region 2.
+    sim.kill_region(1);
+    assert!(sim.mark(2).is_some(), "{:?}", sim.redis[2]);
+    sim.start_forced(2);
+    while sim.changing(2) {
+        sim.step(2);
+        sim.tick(1);
+    }
+    let [_, Ok(done)] = &sim.results[..] else {
+        panic!("{:?}\n{:#?}", sim.results, sim.trace)
+    };
+    assert_eq!((done.to, done.epoch), (2, 3));
+    // The others follow the promoted region before the lost one returns.
+    for _ in 0..3 {
+        sim.rounds();
+        sim.tick(1000);
+    }
+    sim.settle();
+    assert_eq!(sim.assert_converged("forced after a switchover"), 2);
 }
 
 #[test]

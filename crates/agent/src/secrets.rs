@@ -1,6 +1,7 @@
 //! The secret files of a credentials directory: the tunnel key, the three ACL users' passwords
 //! and the operator token. The same set serves `georep up`'s `secrets/` and the Kubernetes
-//! tree's `DIR/secrets/` (`georep secrets init`).
+//! tree's `DIR/secrets/` (`georep secrets init`); [`write_private`] writes the files made from
+//! them (the ACL file of `georep acl-file` and `up`).
 //!
 //! Files are made only where none exists, never overwritten: regenerating a password of a
 //! running cluster would lock its agents out. Each new file appears whole or not at all
@@ -11,14 +12,12 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use agent::Passwords;
+pub use region_spec::credentials::OPERATOR_TOKEN_FILE;
+
+use crate::Passwords;
 
 /// The tunnel key's file name.
 pub const TUNNEL_KEY_FILE: &str = "tunnel.key";
-
-/// The operator token's file name: the credential `georep` commands present to an agent's
-/// state-changing endpoints.
-pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
 
 /// Random bytes in each password and in the token (written as twice as many hex digits).
 const SECRET_BYTES: usize = 32;
@@ -72,6 +71,20 @@ pub fn init(dir: &Path) -> std::io::Result<Vec<SecretFile>> {
         });
     }
     Ok(out)
+}
+
+/// Writes a file readable by its owner only, replacing any old one atomically.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }
 
 fn random_hex() -> std::io::Result<String> {
