@@ -45,9 +45,7 @@ pub use settings::{
 pub use units::{parse_duration, DurationError};
 
 use error::{Invalid, Reporter};
-use raw::{
-    RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings,
-};
+use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings};
 
 /// Longest cluster name: it prefixes Kubernetes object names, which are limited to 63.
 pub const MAX_CLUSTER_NAME_LEN: usize = 40;
