@@ -145,5 +145,22 @@ mod tests {
                 "us=[127.0.0.1]:1"
             ]
         );
+        let relay = AgentFlags {
+            relay_listen: Some("127.0.0.1:17106".into()),
+            relay_tunnel_listen: Some("[127.0.0.1]:17107".into()),
+            relay_peer_endpoints: vec![("us".into(), "[127.0.0.1]:17190".into())],
+            ..AgentFlags::default()
+        };
+        assert_eq!(
+            relay.args()[5..],
+            [
+                "--relay-listen",
+                "127.0.0.1:17106",
+                "--relay-tunnel-listen",
+                "[127.0.0.1]:17107",
+                "--relay-peer-endpoint",
+                "us=[127.0.0.1]:17190"
+            ]
+        );
     }
 }
