@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 
 use endpoint::Route;
-use sentinel::{Addr, SentinelId, View};
+use sentinel::{SentinelId, View};
 use tokio::sync::watch;
 
 use crate::config::AgentConfig;
@@ -36,9 +36,21 @@ pub(crate) fn route(config: &AgentConfig, view: &ClusterView) -> Route {
 pub(crate) fn sentinel_view(config: &AgentConfig, view: &ClusterView) -> View {
     let me = config.region;
     let is_primary = view.known.primary == me;
-    let primary: Addr = match (is_primary, config.primary_endpoint) {
-        (true, _) | (false, None) => primary_addr(config, view).into(),
-        (false, Some(endpoint)) => reachable(endpoint).into(),
+    let redis = || {
+        config
+            .announce_redis
+            .clone()
+            .unwrap_or_else(|| config.redis.into())
+    };
+    let endpoint = config.announce_endpoint.clone().or_else(|| {
+        config
+            .primary_endpoint
+            .map(|listen| reachable(listen).into())
+    });
+    let primary = match (is_primary, endpoint) {
+        (true, _) => redis(),
+        (false, Some(endpoint)) => endpoint,
+        (false, None) => primary_addr(config, view).into(),
     };
     View {
         master_name: config.topology.name.clone(),
@@ -48,7 +60,7 @@ pub(crate) fn sentinel_view(config: &AgentConfig, view: &ClusterView) -> View {
         replicas: if is_primary {
             Vec::new()
         } else {
-            vec![config.redis.into()]
+            vec![redis()]
         },
         myid: SentinelId::derive(&format!(
             "{}/{}",
@@ -126,6 +138,7 @@ pub(crate) async fn follow(
 mod tests {
     use super::*;
     use crate::cluster_view::Known;
+    use sentinel::Addr;
 
     fn config() -> AgentConfig {
         let text = r#"
@@ -162,6 +175,8 @@ mod tests {
             control: None,
             operator_tokens: Vec::new(),
             redis_conf: None,
+            announce_redis: None,
+            announce_endpoint: None,
             relay: None,
         }
     }
@@ -205,6 +220,26 @@ mod tests {
         let v = sentinel_view(&c, &view(1, 4));
         assert_eq!(v.primary, Addr::from(c.redis));
         assert!(v.replicas.is_empty());
+    }
+
+    #[test]
+    fn announced_addresses_replace_the_listening_ones_in_the_sentinel_view() {
+        // In a pod: the Services an application in the cluster dials.
+        let c = AgentConfig {
+            announce_redis: Some(Addr::new("redis.shop.svc", 6379)),
+            announce_endpoint: Some(Addr::new("georep-primary.shop.svc", 6380)),
+            ..config()
+        };
+        let as_replica = sentinel_view(&c, &view(0, 3));
+        assert_eq!(
+            as_replica.primary,
+            Addr::new("georep-primary.shop.svc", 6380)
+        );
+        assert_eq!(as_replica.replicas, [Addr::new("redis.shop.svc", 6379)]);
+        let as_primary = sentinel_view(&c, &view(1, 4));
+        assert_eq!(as_primary.primary, Addr::new("redis.shop.svc", 6379));
+        // The endpoint still forwards to what the agent reaches, not to the announced names.
+        assert_eq!(route(&c, &view(1, 4)).addr(), Some(c.redis));
     }
 
     #[test]

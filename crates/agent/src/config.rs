@@ -52,6 +52,12 @@ pub struct AgentConfig {
     pub primary_endpoint: Option<SocketAddr>,
     /// Where the Sentinel-compatible port listens (`None`: none).
     pub sentinel: Option<SocketAddr>,
+    /// The address the Sentinel port gives clients for our Redis (in a pod: the `redis`
+    /// Service); `None`: `redis` itself, reachable on this host only.
+    pub announce_redis: Option<sentinel::Addr>,
+    /// The address the Sentinel port gives clients for our primary endpoint (in a pod: the
+    /// `georep-primary` Service); `None`: `primary_endpoint`, on loopback if it listens on all.
+    pub announce_endpoint: Option<sentinel::Addr>,
     /// The region's replication relay, run in the agent (`None`: Redis replicates directly
     /// through the tunnels).
     pub relay: Option<crate::RelayPlacement>,

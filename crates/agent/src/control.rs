@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::cluster_view::{self, Decision, Known, Memory, Observation, Outcome, Peer};
 use crate::commands::{Meta, Redis, META};
 use crate::config::AgentConfig;
@@ -22,16 +24,28 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long reading another region's Redis may take before it counts as unreachable.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown`, one round per `reconcile_every`.
+/// Between rounds, how often our Redis is glanced at for a change of primary under way.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs until `shutdown`, one round per `reconcile_every`, and one at once whenever our Redis
+/// shows a change of primary under way ([`Round::change_under_way`]): a region learns the new
+/// epoch, and its primary endpoint and Sentinel port move, within a fraction of a second of the
+/// promotion instead of at its next round.
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let mut round = Round::default();
-    let mut tick = tokio::time::interval(shared.config.reconcile_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut due = Instant::now();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait() => return,
+        loop {
+            let wake = (Instant::now() + WATCH_EVERY).min(due);
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait() => return,
+            }
+            if Instant::now() >= due || round.change_under_way(&shared).await {
+                break;
+            }
         }
+        due = Instant::now() + shared.config.reconcile_every;
         let status = round.run(&shared).await;
         report::publish(&shared, status);
     }
@@ -124,34 +138,67 @@ impl Round {
         Ok(())
     }
 
-    /// Reads every other region's `georep:meta` through our tunnel clients; also the regions
-    /// whose metadata is damaged (counted as absent, left to their own agent to repair).
+    /// Whether our Redis shows a change of primary under way: a live switchover mark (written
+    /// before the pause, it replicates to every region) or an epoch above the one we know
+    /// (replicated from a new primary). Two commands on our own Redis; while the mark lives
+    /// (the switchover's timeout and a margin) rounds follow each other back to back.
+    async fn change_under_way(&mut self, shared: &Shared) -> bool {
+        let Some(local) = self.local.as_mut() else {
+            return false;
+        };
+        let known = shared.known();
+        let seen = async {
+            let mark = local.switchover_mark().await?;
+            let meta = local.read_meta(&shared.config.topology).await?;
+            Ok::<_, resp::Error>(mark.is_some() || meta.is_some_and(|m| m.epoch > known.epoch))
+        };
+        match seen.await {
+            Ok(under_way) => under_way,
+            Err(e) => {
+                // The round at its time reconnects (and reports the error).
+                tracing::debug!(error = %e, "cannot look for a change of primary");
+                self.local = None;
+                false
+            }
+        }
+    }
+
+    /// Reads every other region's `georep:meta` through our tunnel clients, all at once: the
+    /// round costs one WAN round trip, not one per region, so a region learns a new epoch sooner.
+    /// Also returns the regions whose metadata is damaged (counted as absent, left to their own
+    /// agent to repair).
     async fn observe_peers(&mut self, c: &AgentConfig) -> (Vec<(usize, Peer)>, Vec<usize>) {
+        let reads: Vec<_> = (0..c.topology.regions.len())
+            .filter(|i| *i != c.region)
+            .map(|i| {
+                let held = self.peers.remove(&i);
+                async move {
+                    let read = async {
+                        let mut r = match held {
+                            Some(r) => r,
+                            None => {
+                                Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await?
+                            }
+                        };
+                        let meta = r.read_meta_checked(&c.topology).await?;
+                        Ok::<_, resp::Error>((r, meta))
+                    };
+                    (i, read.await)
+                }
+            })
+            .collect();
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
-            let meta = match self.peers.remove(&i) {
-                Some(r) => Ok(r),
-                None => Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await,
-            };
-            let meta = match meta {
-                Ok(mut r) => match r.read_meta_checked(&c.topology).await {
-                    Ok(m) => {
-                        self.peers.insert(i, r);
-                        Ok(m)
-                    }
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            match meta {
-                Ok(meta) => {
+        for (i, read) in futures_util::future::join_all(reads).await {
+            match read {
+                Ok((r, meta)) => {
+                    self.peers.insert(i, r);
                     if let Meta::Damaged(why) = meta {
                         let region = &c.topology.regions[i].name;
                         tracing::debug!(%region, why, "damaged georep:meta there: ignored as absent");
                         damaged.push(i);
                     }
-                    out.push((i, Peer::Reached { meta: meta.known() }))
+                    out.push((i, Peer::Reached { meta: meta.known() }));
                 }
                 Err(e) => {
                     tracing::debug!(region = %c.topology.regions[i].name, error = %e, "peer unreachable");

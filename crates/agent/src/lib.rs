@@ -62,6 +62,8 @@ use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 pub use config::AgentConfig;
 pub use credentials::{Passwords, Secret};
 pub use relay_placement::{RelayPlacement, RelayStatus};
+/// A `HOST:PORT` the Sentinel port gives applications (`--announce-redis`, `--announce-endpoint`).
+pub use sentinel::Addr as AnnounceAddr;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use status::RegionStatus;
 

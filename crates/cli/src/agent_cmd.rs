@@ -74,6 +74,14 @@ pub(crate) struct AgentArgs {
     /// The Sentinel-compatible discovery port. Off unless given.
     #[arg(long, value_name = "ADDR")]
     sentinel: Option<SocketAddr>,
+    /// The address the Sentinel port gives applications for this region's Redis, when they
+    /// cannot dial --redis (in a pod: the `redis` Service) [default: --redis].
+    #[arg(long, value_name = "HOST:PORT")]
+    announce_redis: Option<agent::AnnounceAddr>,
+    /// The address the Sentinel port gives applications for the primary endpoint (in a pod: the
+    /// `georep-primary` Service) [default: --primary-endpoint, on 127.0.0.1 if it listens on all].
+    #[arg(long, value_name = "HOST:PORT")]
+    announce_endpoint: Option<agent::AnnounceAddr>,
     /// Run the region's replication relay here (the topology must have `[relay]`); the local
     /// Redis, when a replica, replicates from it. Off unless given.
     #[arg(long, value_name = "ADDR", requires = "relay_tunnel_listen")]
@@ -168,6 +176,8 @@ impl AgentArgs {
             redis_conf: self.redis_conf,
             primary_endpoint: self.primary_endpoint,
             sentinel: self.sentinel,
+            announce_redis: self.announce_redis,
+            announce_endpoint: self.announce_endpoint,
             topology,
             relay,
         })

@@ -3,14 +3,13 @@
 //! client lands on the new primary; with no route, a new client is held then refused with an
 //! error redis-py treats as a transient connection error (and retries).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Redis, Script};
 use endpoint::metrics::Refusal;
 use endpoint::{EndpointMetrics, Limits, Route};
 use prometheus_client::registry::Registry;
+use testkit::python::Script;
+use testkit::redis::Redis;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -306,6 +306,13 @@ fn redis(topology: &Topology) -> Result<Container, RenderError> {
     })
 }
 
+/// A Service of this region's namespace as applications in the cluster dial it:
+/// `<service>.<namespace>.svc:<port>` (resolved through the pods' DNS search path, whatever the
+/// cluster domain).
+fn service_addr(topology: &Topology, service: &str, port: u16) -> String {
+    format!("{service}.{}.svc:{port}", topology.kubernetes.namespace)
+}
+
 fn agent(topology: &Topology, region: usize, options: &Options, image: String) -> Container {
     // One key: the agent's default path. During a rotation, every key, the dialling one first.
     let keys = if options.tunnel_keys.len() > 1 {
@@ -321,6 +328,18 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         keys,
         primary_endpoint: Some(format!("0.0.0.0:{}", pod::PRIMARY_ENDPOINT_PORT)),
         sentinel: Some(format!("0.0.0.0:{}", pod::SENTINEL_PORT)),
+        // What the Sentinel port hands out must be dialable from an application's pod: the
+        // Services (same ports as the pod's), not the pod's own loopback.
+        announce_redis: Some(service_addr(
+            topology,
+            names::REDIS_SERVICE,
+            pod::REDIS_PORT,
+        )),
+        announce_endpoint: Some(service_addr(
+            topology,
+            names::PRIMARY_SERVICE,
+            pod::PRIMARY_ENDPOINT_PORT,
+        )),
         control: Some(format!("127.0.0.1:{}", pod::CONTROL_PORT)),
         operator_token_files: vec![pod::OPERATOR_TOKEN.to_owned()],
         ..region_spec::AgentFlags::default()

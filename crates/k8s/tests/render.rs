@@ -754,3 +754,38 @@ fn writing_leaves_the_operators_files_alone() {
     let meta = std::fs::metadata(fresh.path().join("new/secrets")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 }
+
+/// The Sentinel port names addresses an application pod can dial: the region's `redis` and
+/// `georep-primary` Services in its namespace, on the Services' ports.
+#[test]
+fn the_sentinel_port_announces_the_services_applications_dial() {
+    let text = two_regions("namespace = \"cache\"");
+    let tree = render(&topology(&text), &text, &Options::default());
+    for region in ["a", "b"] {
+        let sts = tree.get(&format!("{region}/statefulset.yaml")).unwrap();
+        let objects = check::parse(sts).unwrap();
+        let Object::StatefulSet(set) = &objects[0] else {
+            panic!("not a StatefulSet")
+        };
+        let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let agent = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "georep-agent")
+            .unwrap();
+        let args = agent.args.as_ref().unwrap().join(" ");
+        assert!(
+            args.contains("--announce-redis redis.cache.svc:6379")
+                && args.contains("--announce-endpoint georep-primary.cache.svc:6380"),
+            "{args}"
+        );
+        let services = tree.get(&format!("{region}/services.yaml")).unwrap();
+        for (name, port) in [("redis", 6379), ("georep-primary", 6380)] {
+            let svc = services
+                .split("---")
+                .find(|doc| doc.contains(&format!("  name: {name}\n")))
+                .unwrap_or_else(|| panic!("no Service {name} in {services}"));
+            assert!(svc.contains(&format!("port: {port}\n")), "{svc}");
+        }
+    }
+}

@@ -453,6 +453,8 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
                 (r.name.clone(), format!("[127.0.0.1]:{wan}"))
             })
             .collect(),
+        // No announce flags: applications run on this host and dial the 127.0.0.1 ports.
+        ..AgentFlags::default()
     }
 }
 

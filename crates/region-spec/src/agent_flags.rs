@@ -35,6 +35,10 @@ pub struct AgentFlags {
     pub primary_endpoint: Option<String>,
     /// `--sentinel ADDR`: the Sentinel-compatible port.
     pub sentinel: Option<String>,
+    /// `--announce-redis HOST:PORT`: our Redis as the Sentinel port names it to clients.
+    pub announce_redis: Option<String>,
+    /// `--announce-endpoint HOST:PORT`: our primary endpoint as the Sentinel port names it.
+    pub announce_endpoint: Option<String>,
     /// `--relay-listen ADDR`: run the region's replication relay (topologies with `[relay]`).
     pub relay_listen: Option<String>,
     /// `--relay-tunnel-listen ADDR`: the relay's tunnel server.
@@ -91,6 +95,12 @@ impl AgentFlags {
         }
         if let Some(v) = &self.sentinel {
             flag("sentinel", v.clone());
+        }
+        if let Some(v) = &self.announce_redis {
+            flag("announce-redis", v.clone());
+        }
+        if let Some(v) = &self.announce_endpoint {
+            flag("announce-endpoint", v.clone());
         }
         if let Some(v) = &self.relay_listen {
             flag("relay-listen", v.clone());

@@ -28,4 +28,4 @@ pub use session::{
     CloseReason, Credentials, Event, Flow, Note, Session, SessionLimits, ViewChanges,
     REPORTED_VERSION,
 };
-pub use view::{Addr, PeerSentinel, SentinelId, View};
+pub use view::{Addr, AddrParseError, PeerSentinel, SentinelId, View};

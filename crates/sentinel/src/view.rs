@@ -27,6 +27,36 @@ impl From<std::net::SocketAddr> for Addr {
     }
 }
 
+/// Why a `HOST:PORT` did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not HOST:PORT (a host name or IP address, and a port from 1 to 65535)")]
+pub struct AddrParseError(String);
+
+impl std::str::FromStr for Addr {
+    type Err = AddrParseError;
+
+    /// `host:port`, `1.2.3.4:port` or `[::1]:port`. The host is announced to clients as given,
+    /// so it must be one word a client can dial: no spaces or control characters, which would
+    /// also break Sentinel's space-separated `+switch-master` message.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || AddrParseError(s.to_owned());
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .filter(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+                .ok_or_else(bad)?,
+            None if host.contains(':') => return Err(bad()),
+            None => host,
+        };
+        let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        Ok(Self::new(host, port))
+    }
+}
+
 impl std::fmt::Display for Addr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -83,4 +113,33 @@ pub struct View {
     pub myid: SentinelId,
     /// The other regions' Sentinels.
     pub sentinels: Vec<PeerSentinel>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_addresses_parse_as_clients_dial_them() {
+        let ok = |s: &str| s.parse::<Addr>().unwrap();
+        assert_eq!(
+            ok("redis.georep.svc:6379"),
+            Addr::new("redis.georep.svc", 6379)
+        );
+        assert_eq!(ok("10.0.0.7:6380"), Addr::new("10.0.0.7", 6380));
+        assert_eq!(ok("[fd00::1]:6379"), Addr::new("fd00::1", 6379));
+        for bad in [
+            "",
+            "redis",
+            ":6379",
+            "redis:",
+            "redis:0",
+            "redis:70000",
+            "fd00::1:6379",
+            "[x]:1",
+            "a b:1",
+        ] {
+            assert!(bad.parse::<Addr>().is_err(), "{bad:?} parsed");
+        }
+    }
 }

@@ -7,15 +7,13 @@
 //! "unknown command"; we answer `+OK` and close, as a plain Redis does), `CLIENT SETINFO` (Redis
 //! 7.2's, which Debian's 7.0 Sentinel lacks), and our `SENTINEL HELP` text.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::Redis;
 use prometheus_client::registry::Registry;
 use resp::Value;
 use sentinel::{Addr, Credentials, Limits, SentinelId, SentinelMetrics, View};
+use testkit::redis::Redis;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

@@ -3,13 +3,12 @@
 //! primary followed by the client (old primary demoted → READONLY → re-discovery), and
 //! `+switch-master` received by a redis-py pub/sub subscriber.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Redis, Script};
 use prometheus_client::registry::Registry;
 use sentinel::{Addr, Credentials, Limits, PeerSentinel, SentinelId, SentinelMetrics, View};
+use testkit::python::Script;
+use testkit::redis::Redis;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -4,11 +4,14 @@
 //! - [`Proc`]: a child process killed (by PID) when the guard drops, with signal helpers;
 //! - [`eventually`]: poll a condition instead of sleeping a fixed time;
 //! - [`servers`]: echo and recording servers on port 0;
-//! - [`proxy`]: a TCP proxy that counts, taps, flips bytes or stalls.
+//! - [`proxy`]: a TCP proxy that counts, taps, flips bytes or stalls;
+//! - [`redis`]: a real redis-server on a free port;
+//! - [`python`]: a virtualenv with redis-py, and scripts run in it.
 #![forbid(unsafe_code)]
 
 pub mod proxy;
 pub mod python;
+pub mod redis;
 pub mod servers;
 
 use std::net::{SocketAddr, TcpListener};

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
 /// The redis-py release the tests use, from PyPI. 7.x and older cannot parse RESP3 replies to
 /// `SENTINEL MASTERS` (from a real Sentinel too); 8.1 can.
 pub const REDIS_PY_VERSION: &str = "8.1.0";
@@ -177,4 +180,65 @@ fn venv_dir() -> PathBuf {
         .nth(3)
         .map(|target| target.join("test-venv"))
         .unwrap_or_else(|| std::env::temp_dir().join("georep-test-venv"))
+}
+
+/// A Python script run in the test venv, talking one JSON object per line on stdout and reading
+/// one word per line on stdin. Killed on drop.
+pub struct Script {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Script {
+    /// Starts `source` with `args`.
+    pub fn start(source: &str, args: &[&str]) -> Self {
+        let venv = Venv::get();
+        let mut cmd = tokio::process::Command::from(venv.script(source, args));
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start python");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next step the script reports; its `step` must be `expected`.
+    pub async fn step(&mut self, expected: &str) -> serde_json::Value {
+        let line = tokio::time::timeout(crate::patience(), self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("script silent while waiting for step {expected}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("script ended before step {expected}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        assert_eq!(v["step"], expected, "{v}");
+        v
+    }
+
+    /// Tells the script to go on.
+    pub async fn send(&mut self, word: &str) {
+        self.stdin
+            .write_all(format!("{word}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Waits for a clean exit.
+    pub async fn finish(mut self) {
+        let status = tokio::time::timeout(crate::patience(), self.child.wait())
+            .await
+            .expect("script exits")
+            .unwrap();
+        assert!(status.success(), "script failed: {status}");
+    }
 }

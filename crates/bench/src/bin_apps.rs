@@ -1,0 +1,355 @@
+//! `georep-apps-bench`: what the primary endpoint costs an application, side by side with the
+//! direct path in one run, on a `georep up` cluster of two regions across the emulated WAN.
+//!
+//! ```text
+//!  local   redis-benchmark ─► us-east-1's Redis                          (direct)
+//!          redis-benchmark ─► us-east-1's primary endpoint ─► its Redis   (endpoint)
+//!  remote  redis-benchmark ─► eu-central-1's tunnel client ══ WAN ══► us-east-1's Redis (tunnel)
+//!          redis-benchmark ─► eu-central-1's primary endpoint ─► the same tunnel ══►   (endpoint)
+//! ```
+//!
+//! Throughput is `redis-benchmark -P 16` (SET and GET, 50 clients); latency is one client, one
+//! request at a time (`-c 1 -P 1`), p50 from redis-benchmark's CSV. Each repetition alternates
+//! which path goes first, so drift on a shared machine hits both alike; the table shows medians.
+//! redis-benchmark authenticates as a `bench` user without a password, created for the run in
+//! us-east-1's Redis, so no secret appears on its command line.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use resp::{Conn, Credentials, Value};
+
+#[derive(Debug, Parser)]
+#[command(name = "georep-apps-bench")]
+struct Args {
+    /// The georep binary [default: `georep` next to this program].
+    #[arg(long, value_name = "PATH")]
+    georep: Option<PathBuf>,
+    /// One-way WAN delay between the regions, in milliseconds.
+    #[arg(long, default_value_t = 45)]
+    latency_ms: u64,
+    /// Requests per pipelined throughput run (per command).
+    #[arg(long, default_value_t = 1_000_000)]
+    requests: u64,
+    /// Requests per local latency run (per command).
+    #[arg(long, default_value_t = 100_000)]
+    latency_requests: u64,
+    /// Requests per remote latency run (per command; each takes one WAN round trip).
+    #[arg(long, default_value_t = 100)]
+    remote_requests: u64,
+    /// Repetitions of each local measurement per path; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+}
+
+const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
+
+/// One redis-benchmark result for one command.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+}
+
+fn which(program: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|c| c.is_file())
+        })
+        .with_context(|| format!("{program} not found on PATH"))
+}
+
+/// A block of 100 ports per region, all free now.
+fn free_base(regions: usize) -> anyhow::Result<u16> {
+    let span = 100 * regions as u16;
+    let start = (std::process::id() % 400) as u16;
+    for i in 0..400 {
+        let base = 20_000 + (start + i) % 400 * 100;
+        if (0..span).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("no free block of {span} ports between 20000 and 60000")
+}
+
+fn topology_text(dir: &Path, base: u16, latency_ms: u64) -> String {
+    let mut t = format!("name = \"bench\"\nprimary = \"{}\"\n", REGIONS[0]);
+    for r in REGIONS {
+        t.push_str(&format!(
+            "[[region]]\nname = \"{r}\"\nendpoint = \"{r}.example:56379\"\n"
+        ));
+    }
+    t.push_str(&format!(
+        "[local]\nbase_port = {base}\ndata_dir = \"{}\"\n[[local.link]]\nbetween = [\"{}\", \"{}\"]\n\
+         latency = \"{latency_ms}ms\"\n",
+        dir.join("data").display(),
+        REGIONS[0],
+        REGIONS[1]
+    ));
+    t
+}
+
+/// Retries `f` every 100 ms for up to `limit`.
+async fn until<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e.context(what.to_owned())),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn set_through(addr: SocketAddr, login: &Credentials) -> anyhow::Result<()> {
+    let mut c = Conn::connect(addr, Some(login), Duration::from_secs(2)).await?;
+    match c.cmd(&["SET", "bench:ready", "1"]).await? {
+        Value::Simple(s) if s == "OK" => Ok(()),
+        other => bail!("SET through {addr} answered {other:?}"),
+    }
+}
+
+/// `redis-benchmark … --csv` against `port`, as the `bench` user: one [`Sample`] per command.
+fn redis_benchmark(
+    program: &Path,
+    port: u16,
+    requests: u64,
+    clients: u32,
+    pipeline: u32,
+) -> anyhow::Result<(Sample, Sample)> {
+    let out = Command::new(program)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        // A user without a password: redis-benchmark wants `-a` with `--user`, any word will do.
+        .args(["--user", "bench", "-a", "nopass"])
+        .args(["-t", "set,get", "-r", "100000", "-d", "100"])
+        .args(["-n", &requests.to_string()])
+        .args(["-c", &clients.to_string(), "-P", &pipeline.to_string()])
+        .arg("--csv")
+        .output()
+        .context("cannot run redis-benchmark")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark on port {port} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut lines = text.lines().map(|l| {
+        l.split(',')
+            .map(|f| f.trim_matches('"').to_owned())
+            .collect::<Vec<_>>()
+    });
+    let header = lines.next().context("redis-benchmark printed nothing")?;
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no {name} column in redis-benchmark's CSV: {header:?}"))
+    };
+    let (rps, p50) = (col("rps")?, col("p50_latency_ms")?);
+    let mut set = None;
+    let mut get = None;
+    for row in lines {
+        let sample = Sample {
+            rps: row.get(rps).and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            p50_ms: row.get(p50).and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        };
+        match row.first().map(String::as_str) {
+            Some("SET") => set = Some(sample),
+            Some("GET") => get = Some(sample),
+            _ => {}
+        }
+    }
+    match (set, get) {
+        (Some(s), Some(g)) if s.rps > 0.0 && g.rps > 0.0 => Ok((s, g)),
+        _ => bail!("redis-benchmark on port {port}: no SET/GET results in {text}"),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Medians per path of `(SET, GET)` samples, each path run `reps` times, alternating order.
+fn side_by_side(
+    reps: usize,
+    paths: [(&str, u16); 2],
+    mut run: impl FnMut(u16) -> anyhow::Result<(Sample, Sample)>,
+) -> anyhow::Result<[[Vec<Sample>; 2]; 2]> {
+    let mut out: [[Vec<Sample>; 2]; 2] = Default::default();
+    for rep in 0..reps {
+        for k in 0..2 {
+            let i = (k + rep) % 2;
+            let (name, port) = paths[i];
+            let (set, get) = run(port)?;
+            eprintln!(
+                "  {name:<9} SET {:>9.0}/s p50 {:.3} ms   GET {:>9.0}/s p50 {:.3} ms",
+                set.rps, set.p50_ms, get.rps, get.p50_ms
+            );
+            out[i][0].push(set);
+            out[i][1].push(get);
+        }
+    }
+    Ok(out)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} × {cpu}")
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let georep = match args.georep.clone() {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("georep"),
+    };
+    if !georep.is_file() {
+        bail!(
+            "{} not found: cargo build --release -p georep",
+            georep.display()
+        );
+    }
+    let (redis_server, benchmark) = (which("redis-server")?, which("redis-benchmark")?);
+    let tmp = tempfile::tempdir()?;
+    let base = free_base(REGIONS.len())?;
+    let path = tmp.path().join("topology.toml");
+    std::fs::write(&path, topology_text(tmp.path(), base, args.latency_ms))?;
+    let topology = topology::Topology::load(&path)?;
+    let ports: Vec<_> = (0..REGIONS.len())
+        .map(|i| topology.local.ports(i))
+        .collect();
+    let load_before = load();
+    eprintln!("starting a two-region cluster on ports {base}…");
+    let cluster = local::Cluster::start(local::Options {
+        topology,
+        georep,
+        redis_server,
+    })
+    .await?;
+    let result = measure(&args, &cluster, &ports, &benchmark).await;
+    cluster.stop().await;
+    let table = result?;
+    println!(
+        "machine: {} (shared: load average {load_before} before, {} after)\n",
+        machine(),
+        load()
+    );
+    println!("{table}");
+    Ok(())
+}
+
+async fn measure(
+    args: &Args,
+    cluster: &local::Cluster,
+    ports: &[topology::ports::LocalPorts],
+    benchmark: &Path,
+) -> anyhow::Result<String> {
+    let (us, eu) = (&ports[0], &ports[1]);
+    let app = cluster.app_login();
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    for (what, port) in [
+        ("us-east-1's endpoint", us.primary_endpoint),
+        ("eu-central-1's endpoint", eu.primary_endpoint),
+    ] {
+        until(
+            &format!("a write through {what}"),
+            Duration::from_secs(60),
+            || set_through(addr(port), &app),
+        )
+        .await?;
+    }
+    let mut admin = Conn::connect(
+        addr(us.redis),
+        Some(&cluster.admin_login()),
+        Duration::from_secs(2),
+    )
+    .await?;
+    admin
+        .cmd(&[
+            "ACL", "SETUSER", "bench", "on", "nopass", "~key:*", "+set", "+get", "+ping",
+        ])
+        .await?;
+
+    let local = [("direct", us.redis), ("endpoint", us.primary_endpoint)];
+    eprintln!("throughput, -P 16, 50 clients, {} requests:", args.requests);
+    let tput = side_by_side(args.reps, local, |p| {
+        redis_benchmark(benchmark, p, args.requests, 50, 16)
+    })?;
+    eprintln!(
+        "latency, one client, -P 1, {} requests:",
+        args.latency_requests
+    );
+    let lat = side_by_side(args.reps, local, |p| {
+        redis_benchmark(benchmark, p, args.latency_requests, 1, 1)
+    })?;
+    let remote = [("tunnel", eu.peer(0)), ("endpoint", eu.primary_endpoint)];
+    eprintln!(
+        "remote latency, one client, -P 1, {} requests:",
+        args.remote_requests
+    );
+    let wan = side_by_side(1, remote, |p| {
+        redis_benchmark(benchmark, p, args.remote_requests, 1, 1)
+    })?;
+
+    let med = |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+    let rps = |s: &Sample| s.rps;
+    let p50 = |s: &Sample| s.p50_ms;
+    let rtt = 2.0 * args.latency_ms as f64;
+    let mut t = String::from(
+        "| measurement | command | direct | through the endpoint | result | target |\n\
+         | --- | --- | ---: | ---: | ---: | --- |\n",
+    );
+    for (c, name) in ["SET", "GET"].iter().enumerate() {
+        let (d, e) = (med(&tput[0][c], rps), med(&tput[1][c], rps));
+        t.push_str(&format!(
+            "| local primary, throughput `-P 16` | {name} | {d:.0}/s | {e:.0}/s | {:.2}× | ≥ 0.8× |\n",
+            e / d
+        ));
+    }
+    for (c, name) in ["SET", "GET"].iter().enumerate() {
+        let (d, e) = (med(&lat[0][c], p50), med(&lat[1][c], p50));
+        t.push_str(&format!(
+            "| local primary, p50 latency `-c 1 -P 1` | {name} | {:.0} µs | {:.0} µs | +{:.0} µs | ≤ +50 µs |\n",
+            d * 1000.0,
+            e * 1000.0,
+            (e - d) * 1000.0
+        ));
+    }
+    for (c, name) in ["SET", "GET"].iter().enumerate() {
+        let (d, e) = (med(&wan[0][c], p50), med(&wan[1][c], p50));
+        t.push_str(&format!(
+            "| remote primary ({rtt:.0} ms RTT), p50 latency | {name} | {d:.2} ms (tunnel only) | {e:.2} ms | RTT + {:.2} ms | ≤ RTT + 1 ms |\n",
+            e - rtt
+        ));
+    }
+    Ok(t)
+}
