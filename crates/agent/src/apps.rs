@@ -177,6 +177,7 @@ mod tests {
             redis_conf: None,
             announce_redis: None,
             announce_endpoint: None,
+            relay: None,
         }
     }
 

@@ -301,6 +301,7 @@ pub fn table(rows: &[Row]) -> String {
             )),
         }
     }
+    out.push_str(&crate::relay_placement::table(rows));
     out
 }
 

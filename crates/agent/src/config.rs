@@ -58,12 +58,24 @@ pub struct AgentConfig {
     /// The address the Sentinel port gives clients for our primary endpoint (in a pod: the
     /// `georep-primary` Service); `None`: `primary_endpoint`, on loopback if it listens on all.
     pub announce_endpoint: Option<sentinel::Addr>,
+    /// The region's replication relay, run in the agent (`None`: Redis replicates directly
+    /// through the tunnels).
+    pub relay: Option<crate::RelayPlacement>,
 }
 
 impl AgentConfig {
     /// Our region's name.
     pub fn region_name(&self) -> &str {
         &self.topology.regions[self.region].name
+    }
+
+    /// What our Redis replicates from while region `primary` is the primary: our relay if we
+    /// run one, else our tunnel client to that region.
+    pub fn follow_addr(&self, primary: usize) -> SocketAddr {
+        match &self.relay {
+            Some(r) => r.listen,
+            None => self.peer_addr(primary),
+        }
     }
 
     /// Where our tunnel client to region `i` listens.

@@ -93,6 +93,7 @@ impl Round {
             status.error = Some(e.to_string());
         }
         status.fenced = shared.fenced();
+        crate::relay_placement::report(shared, &mut status);
         status.last_change = shared.changes.borrow().last.clone();
         status
     }

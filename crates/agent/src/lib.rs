@@ -44,6 +44,7 @@ mod http;
 mod metrics;
 pub mod plan;
 pub mod pod_conf;
+pub mod relay_placement;
 mod report;
 pub mod secrets;
 pub mod shared;
@@ -60,6 +61,7 @@ use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 
 pub use config::AgentConfig;
 pub use credentials::{Passwords, Secret};
+pub use relay_placement::{RelayPlacement, RelayStatus};
 /// A `HOST:PORT` the Sentinel port gives applications (`--announce-redis`, `--announce-endpoint`).
 pub use sentinel::Addr as AnnounceAddr;
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -132,6 +134,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
     let tunnel_metrics =
         TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
     let mut links = std::collections::HashMap::new();
+    let relay = match &config.relay {
+        Some(p) => Some(relay_placement::bind(&config, p, &mut registry).await?),
+        None => None,
+    };
 
     let mut tasks = tokio::task::JoinSet::new();
     // Inbound: other regions' agents (and their Redis replicas) reach our Redis.
@@ -173,6 +179,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
         "agent ready"
     );
     let shared = Arc::new(shared::Shared::new(config, agent_metrics, links));
+    if let Some((bound, handle)) = relay {
+        let _ = shared.relay.set(handle);
+        relay_placement::spawn(&mut tasks, bound, &shared, &tunnel_metrics, &shutdown);
+    }
     tasks.spawn(control::run(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::write(shared.clone(), shutdown.clone()));
     tasks.spawn(heartbeat::read(shared.clone(), shutdown.clone()));
@@ -277,7 +287,7 @@ fn spawn_app_ports(
 
 /// Runs one tunnel. A target that does not resolve yet (a load balancer still being created) is
 /// retried every 2 s instead of failing the agent.
-async fn keep_tunnel(
+pub(crate) async fn keep_tunnel(
     config: TunnelConfig,
     listener: Listener,
     metrics: TunnelMetrics,

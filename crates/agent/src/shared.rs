@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) status: watch::Sender<RegionStatus>,
     pub(crate) changes: watch::Sender<Changes>,
     pub(crate) progress: watch::Sender<Progress>,
+    /// The region's relay, when the agent runs one (set once at start).
+    pub(crate) relay: std::sync::OnceLock<crate::relay_placement::RelayHandle>,
 }
 
 impl Shared {
@@ -105,6 +107,7 @@ impl Shared {
             status: watch::Sender::new(status),
             changes: watch::Sender::new(Changes::default()),
             progress: watch::Sender::new(Progress::default()),
+            relay: std::sync::OnceLock::new(),
         }
     }
 
@@ -173,7 +176,7 @@ impl Shared {
         if known.primary == c.region {
             Role::Primary
         } else {
-            let addr = c.peer_addr(known.primary);
+            let addr = c.follow_addr(known.primary);
             Role::Replica {
                 host: addr.ip().to_string(),
                 port: addr.port(),

@@ -51,6 +51,9 @@ pub struct RegionStatus {
     /// The last change of primary this agent carried out (planned or emergency).
     #[serde(default)]
     pub last_change: Option<PrimaryChange>,
+    /// The region's replication relay, when it runs one (`[relay]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<crate::RelayStatus>,
     /// The audit ring: the last 20 attempted changes of primary sent to this agent, oldest
     /// first, kept in its state file across restarts.
     #[serde(default)]
@@ -203,6 +206,7 @@ mod tests {
             error: None,
             fenced: None,
             last_change: Some(change.clone()),
+            relay: None,
             changes: vec![ChangeAttempt {
                 at_ms: 1_700_000_000_000,
                 peer: "127.0.0.1:51000".into(),

@@ -206,7 +206,7 @@ impl<'a> Io<'a> {
                 Err(e) => Observation::Failed(e.to_string()),
             },
             Action::Demote { follow } => {
-                let via = c.peer_addr(*follow);
+                let via = c.follow_addr(*follow);
                 done(r.follow(&via.ip().to_string(), via.port()).await)
             }
             Action::BecomePrimary => done(r.become_primary().await),

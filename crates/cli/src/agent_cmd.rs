@@ -82,6 +82,16 @@ pub(crate) struct AgentArgs {
     /// `georep-primary` Service) [default: --primary-endpoint, on 127.0.0.1 if it listens on all].
     #[arg(long, value_name = "HOST:PORT")]
     announce_endpoint: Option<agent::AnnounceAddr>,
+    /// Run the region's replication relay here (the topology must have `[relay]`); the local
+    /// Redis, when a replica, replicates from it. Off unless given.
+    #[arg(long, value_name = "ADDR", requires = "relay_tunnel_listen")]
+    relay_listen: Option<SocketAddr>,
+    /// Where the relay's tunnel server listens (other regions' relays dial it).
+    #[arg(long, value_name = "ADDR", requires = "relay_listen")]
+    relay_tunnel_listen: Option<Address>,
+    /// Dial REGION's relay tunnel at ADDR (repeatable; one per other region with --relay-listen).
+    #[arg(long = "relay-peer-endpoint", value_name = "REGION=ADDR")]
+    relay_peer_endpoints: Vec<String>,
 }
 
 impl AgentArgs {
@@ -140,6 +150,7 @@ impl AgentArgs {
                 .parse()
                 .with_context(|| format!("--peer-endpoint {o}"))?;
         }
+        let relay = relay_placement(&self, &topology, region)?;
         if usize::from(self.peer_port_base) + topology.regions.len() > usize::from(u16::MAX) {
             anyhow::bail!(
                 "--peer-port-base {} leaves no room for {} regions",
@@ -168,8 +179,66 @@ impl AgentArgs {
             announce_redis: self.announce_redis,
             announce_endpoint: self.announce_endpoint,
             topology,
+            relay,
         })
     }
+}
+
+/// The relay flags, checked against the topology's `[relay]`.
+fn relay_placement(
+    args: &AgentArgs,
+    topology: &Topology,
+    region: usize,
+) -> anyhow::Result<Option<agent::RelayPlacement>> {
+    let (Some(listen), Some(tunnel_listen)) = (args.relay_listen, &args.relay_tunnel_listen) else {
+        if !args.relay_peer_endpoints.is_empty() {
+            anyhow::bail!("--relay-peer-endpoint is only used with --relay-listen");
+        }
+        if topology.relay.is_some() {
+            tracing::warn!(
+                "the topology has [relay] but this agent has no --relay-listen: no relay runs \
+                 here, Redis replicates directly through the tunnels"
+            );
+        }
+        return Ok(None);
+    };
+    let Some(settings) = &topology.relay else {
+        anyhow::bail!(
+            "--relay-listen needs a [relay] section in {} (it sets the relay's retention)",
+            topology.source.display()
+        );
+    };
+    let mut peer_endpoints: Vec<Option<Address>> = vec![None; topology.regions.len()];
+    for o in &args.relay_peer_endpoints {
+        let (name, addr) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--relay-peer-endpoint {o:?}: expected REGION=ADDR"))?;
+        let r = topology
+            .region(name)
+            .ok_or_else(|| anyhow!("--relay-peer-endpoint: no region {name:?}"))?;
+        peer_endpoints[r.index] = Some(
+            addr.parse()
+                .with_context(|| format!("--relay-peer-endpoint {o}"))?,
+        );
+    }
+    let mut endpoints = Vec::new();
+    for (i, e) in peer_endpoints.into_iter().enumerate() {
+        match e {
+            Some(a) => endpoints.push(a),
+            None if i == region => endpoints.push(tunnel_listen.clone()),
+            None => anyhow::bail!(
+                "--relay-listen: no --relay-peer-endpoint for region {}",
+                topology.regions[i].name
+            ),
+        }
+    }
+    Ok(Some(agent::RelayPlacement {
+        listen,
+        tunnel_listen: tunnel_listen.clone(),
+        peer_endpoints: endpoints,
+        dir: args.state_dir.join("relay"),
+        retention: agent::RelayPlacement::retention_of(settings),
+    }))
 }
 
 pub(crate) fn main(args: AgentArgs) -> Result<(), Failure> {

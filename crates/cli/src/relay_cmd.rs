@@ -79,7 +79,7 @@ impl RelayArgs {
         };
         Ok((
             Config {
-                upstream: self.upstream,
+                upstream: Some(self.upstream),
                 upstream_auth,
                 listen: self.listen,
                 credential: Some(credential),
@@ -104,7 +104,10 @@ async fn serve(config: Config, metrics: Option<SocketAddr>) -> anyhow::Result<()
         crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("georep_relay");
     let relay_metrics = RelayMetrics::register(&mut registry);
-    let (upstream, retention) = (config.upstream.clone(), config.retention);
+    let (upstream, retention) = (
+        config.upstream.clone().unwrap_or_default(),
+        config.retention,
+    );
     let relay = Relay::bind(config, relay_metrics).await?;
     if let Some(addr) = metrics {
         let listener = tunnel::metrics::bind(addr)

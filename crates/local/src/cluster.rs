@@ -118,6 +118,11 @@ impl Cluster {
                 ));
             }
         }
+        if topology.relay.is_some() {
+            crate::relay_links::spawn(&topology, &mut links, &stop_rx)
+                .await
+                .map_err(io("relay WAN link listener"))?;
+        }
 
         let topology = Arc::new(topology);
         let mut regions = Vec::new();
@@ -423,6 +428,22 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
         state_dir: Some(layout.region(name).display().to_string()),
         primary_endpoint: Some(format!("127.0.0.1:{}", ports.primary_endpoint)),
         sentinel: Some(format!("127.0.0.1:{}", ports.sentinel)),
+        relay_listen: topology.relay.map(|_| format!("127.0.0.1:{}", ports.relay)),
+        relay_tunnel_listen: topology
+            .relay
+            .map(|_| format!("[127.0.0.1]:{}", ports.relay_tunnel)),
+        relay_peer_endpoints: match topology.relay {
+            None => Vec::new(),
+            Some(_) => topology
+                .regions
+                .iter()
+                .filter(|r| r.index != i)
+                .map(|r| {
+                    let wan = topology.local.relay_wan_listener(i, r.index);
+                    (r.name.clone(), format!("[127.0.0.1]:{wan}"))
+                })
+                .collect(),
+        },
         peer_endpoints: topology
             .regions
             .iter()

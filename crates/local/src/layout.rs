@@ -117,7 +117,11 @@ pub fn redis_conf(
         StartAs::Primary { append_only }
     } else {
         StartAs::Replica {
-            primary_port: ports.peer(primary),
+            // With a relay, a replica region's Redis replicates from the local relay.
+            primary_port: match topology.relay {
+                Some(_) => ports.relay,
+                None => ports.peer(primary),
+            },
         }
     };
     header + &region_spec::redis_conf::settings(topology, start)

@@ -43,6 +43,16 @@ pub fn port_map(topology: &Topology) -> Vec<(u16, String)> {
             format!("primary endpoint of {name}"),
         ));
         map.push((ports.sentinel, format!("Sentinel port of {name}")));
+        if topology.relay.is_some() {
+            map.push((ports.relay, format!("replication relay of {name}")));
+            map.push((ports.relay_tunnel, format!("relay tunnel server of {name}")));
+            for peer in topology.regions.iter().filter(|p| p.index != r.index) {
+                map.push((
+                    local.relay_wan_listener(r.index, peer.index),
+                    format!("emulated WAN link {name} -> {}'s relay", peer.name),
+                ));
+            }
+        }
         for peer in topology.regions.iter().filter(|p| p.index != r.index) {
             map.push((
                 ports.peer(peer.index),

@@ -39,6 +39,12 @@ pub struct AgentFlags {
     pub announce_redis: Option<String>,
     /// `--announce-endpoint HOST:PORT`: our primary endpoint as the Sentinel port names it.
     pub announce_endpoint: Option<String>,
+    /// `--relay-listen ADDR`: run the region's replication relay (topologies with `[relay]`).
+    pub relay_listen: Option<String>,
+    /// `--relay-tunnel-listen ADDR`: the relay's tunnel server.
+    pub relay_tunnel_listen: Option<String>,
+    /// `--relay-peer-endpoint REGION=ADDR`, repeated: each other region's relay tunnel.
+    pub relay_peer_endpoints: Vec<(String, String)>,
 }
 
 impl AgentFlags {
@@ -96,6 +102,15 @@ impl AgentFlags {
         if let Some(v) = &self.announce_endpoint {
             flag("announce-endpoint", v.clone());
         }
+        if let Some(v) = &self.relay_listen {
+            flag("relay-listen", v.clone());
+        }
+        if let Some(v) = &self.relay_tunnel_listen {
+            flag("relay-tunnel-listen", v.clone());
+        }
+        for (region, addr) in &self.relay_peer_endpoints {
+            flag("relay-peer-endpoint", format!("{region}={addr}"));
+        }
         args
     }
 }
@@ -138,6 +153,23 @@ mod tests {
                 "16000",
                 "--peer-endpoint",
                 "us=[127.0.0.1]:1"
+            ]
+        );
+        let relay = AgentFlags {
+            relay_listen: Some("127.0.0.1:17106".into()),
+            relay_tunnel_listen: Some("[127.0.0.1]:17107".into()),
+            relay_peer_endpoints: vec![("us".into(), "[127.0.0.1]:17190".into())],
+            ..AgentFlags::default()
+        };
+        assert_eq!(
+            relay.args()[5..],
+            [
+                "--relay-listen",
+                "127.0.0.1:17106",
+                "--relay-tunnel-listen",
+                "[127.0.0.1]:17107",
+                "--relay-peer-endpoint",
+                "us=[127.0.0.1]:17190"
             ]
         );
     }

@@ -27,4 +27,4 @@ pub mod upstream;
 pub use metrics::RelayMetrics;
 pub use replid::{ReplId, ReplIdError};
 pub use retention::Retention;
-pub use run::{Config, Relay};
+pub use run::{Config, Relay, UpstreamHandle};

@@ -23,8 +23,10 @@ const SEND_CHUNK: usize = 256 * 1024;
 /// Everything a relay needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The upstream: a Redis primary (or replica) or another relay, `host:port`.
-    pub upstream: String,
+    /// The upstream: a Redis primary (or replica) or another relay, `host:port`; `None`: none
+    /// yet (the relay serves what it holds and waits). Changed at run time with
+    /// [`Relay::upstream`].
+    pub upstream: Option<String>,
     /// `AUTH user password` for the upstream.
     pub upstream_auth: Option<(String, String)>,
     /// Where downstreams connect.
@@ -72,6 +74,8 @@ struct Shared {
     config: Config,
     /// A stream offset found corrupt while serving: the upstream task cuts the store there.
     corrupt_at: Mutex<Option<u64>>,
+    /// Where to replicate from now; the upstream task follows every change.
+    upstream: watch::Sender<Option<String>>,
 }
 
 impl Shared {
@@ -92,6 +96,40 @@ impl Shared {
     }
 }
 
+/// Re-points a running relay: at a change of primary its owner (the agent) moves it to the new
+/// primary or the new primary region's relay. The link to the old upstream is dropped at once
+/// and the relay resumes from the last byte it holds (`PSYNC <replid> <offset+1>`), so a new
+/// primary that inherited the stream answers `+CONTINUE <its new ID>`.
+#[derive(Clone)]
+pub struct UpstreamHandle(Arc<Shared>);
+
+impl std::fmt::Debug for UpstreamHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UpstreamHandle")
+            .field(&*self.0.upstream.borrow())
+            .finish()
+    }
+}
+
+impl UpstreamHandle {
+    /// Replicates from `upstream` from now on (`None`: from nothing); no-op if unchanged.
+    pub fn set(&self, upstream: Option<String>) {
+        self.0.upstream.send_if_modified(|now| {
+            let changed = *now != upstream;
+            if changed {
+                tracing::info!(from = ?now, to = ?upstream, "relay upstream re-pointed");
+                *now = upstream;
+            }
+            changed
+        });
+    }
+
+    /// The current upstream.
+    pub fn get(&self) -> Option<String> {
+        self.0.upstream.borrow().clone()
+    }
+}
+
 /// A running relay.
 pub struct Relay {
     shared: Arc<Shared>,
@@ -101,7 +139,7 @@ pub struct Relay {
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
-            .field("upstream", &self.shared.config.upstream)
+            .field("upstream", &*self.shared.upstream.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -132,11 +170,17 @@ impl Relay {
             store: Mutex::new(store),
             tip,
             metrics,
+            upstream: watch::Sender::new(config.upstream.clone()),
             config,
             corrupt_at: Mutex::new(None),
         });
         shared.publish(&shared.store(), false);
         Ok(Self { shared, listener })
+    }
+
+    /// A handle that re-points this relay while it runs.
+    pub fn upstream(&self) -> UpstreamHandle {
+        UpstreamHandle(self.shared.clone())
     }
 
     /// Where downstreams connect.
@@ -152,7 +196,8 @@ impl Relay {
         let housekeeping = tokio::spawn(housekeeping(shared.clone()));
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
+                // The guard `wait_for` returns is dropped inside: the future stays `Send`.
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
                 accepted = listener.accept() => match accepted {
                     Ok((sock, peer)) => {
                         let shared = shared.clone();
@@ -212,22 +257,46 @@ enum LinkError {
     Store(#[from] StoreError),
     #[error("corrupt bytes found at offset {0} while serving: refetching from the upstream")]
     Heal(u64),
+    #[error("re-pointed to another upstream")]
+    Repointed,
 }
 
-async fn upstream_loop(shared: Arc<Shared>, listening_port: u16, shutdown: watch::Receiver<bool>) {
+async fn upstream_loop(
+    shared: Arc<Shared>,
+    listening_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let settings = Settings {
         auth: shared.config.upstream_auth.clone(),
         listening_port,
     };
+    let mut target = shared.upstream.subscribe();
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
+        let current = target.borrow_and_update().clone();
+        let Some(addr) = current else {
+            tokio::select! {
+                _ = target.changed() => {}
+                stopped = shutdown.changed() => if stopped.is_err() { return },
+            }
+            continue;
+        };
         heal(&shared);
         let started = Instant::now();
-        let result = link(&shared, &settings).await;
+        let result = tokio::select! {
+            r = link(&shared, &settings, &addr) => r,
+            _ = target.changed() => Err(LinkError::Repointed),
+        };
         shared.metrics.upstream_connected.set(0);
         shared.store().abort_rdb();
         if let Err(e) = result {
             match &e {
+                LinkError::Repointed => {
+                    // Connect to the new upstream at once.
+                    backoff = Duration::from_millis(100);
+                    target.mark_changed();
+                    continue;
+                }
                 LinkError::Store(s) => {
                     shared.metrics.disk_errors.inc();
                     if s.is_disk_full() {
@@ -238,14 +307,18 @@ async fn upstream_loop(shared: Arc<Shared>, listening_port: u16, shutdown: watch
                 }
                 LinkError::Heal(_) => tracing::warn!(error = %e, "healing"),
                 _ => {
-                    tracing::warn!(upstream = %shared.config.upstream, error = %e, "upstream link down; reconnecting")
+                    tracing::warn!(upstream = %addr, error = %e, "upstream link down; reconnecting")
                 }
             }
         }
         if started.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(100);
         }
-        tokio::time::sleep(backoff).await;
+        // A re-pointing cuts the wait short.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = target.changed() => { target.mark_changed(); }
+        }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
@@ -271,8 +344,8 @@ fn heal(shared: &Shared) {
     shared.publish(store, true);
 }
 
-async fn link(shared: &Shared, settings: &Settings) -> Result<(), LinkError> {
-    let addr = shared.config.upstream.clone();
+async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), LinkError> {
+    let addr = addr.to_owned();
     let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await;
     let mut sock = match connect {
         Err(_) => return Err(LinkError::Timeout(addr, Duration::from_secs(5))),

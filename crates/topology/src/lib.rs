@@ -35,17 +35,17 @@ use toml::Spanned;
 
 pub use error::TopologyError;
 pub use ports::{
-    pod_peer_port, LocalPorts, DEFAULT_BASE_PORT, LOCAL_PORT_BLOCK, MAX_REGIONS, MIN_BASE_PORT,
-    POD_PEER_PORT_BASE,
+    pod_peer_port, LocalPorts, DEFAULT_BASE_PORT, LOCAL_PORT_BLOCK, MAX_REGIONS, MAX_RELAY_REGIONS,
+    MIN_BASE_PORT, POD_PEER_PORT_BASE,
 };
 pub use settings::{
-    KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, DEFAULT_OUTAGE_BUDGET,
-    DEFAULT_WRITE_RATE_BYTES_PER_SEC, MIN_REPL_BACKLOG_BYTES,
+    KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, RelayRetention,
+    RelaySettings, DEFAULT_OUTAGE_BUDGET, DEFAULT_WRITE_RATE_BYTES_PER_SEC, MIN_REPL_BACKLOG_BYTES,
 };
 pub use units::{parse_duration, DurationError};
 
 use error::{Invalid, Reporter};
-use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawTopology, Strings};
+use raw::{RawKubernetes, RawLink, RawLocal, RawRedis, RawRegion, RawRelay, RawTopology, Strings};
 
 /// Longest cluster name: it prefixes Kubernetes object names, which are limited to 63.
 pub const MAX_CLUSTER_NAME_LEN: usize = 40;
@@ -75,6 +75,9 @@ pub struct Topology {
     pub local: LocalSettings,
     /// `[kubernetes]`, for `georep render k8s`.
     pub kubernetes: KubernetesSettings,
+    /// `[relay]`: a replication relay in every region; `None` (no section): Redis replicates
+    /// directly through the tunnels.
+    pub relay: Option<RelaySettings>,
     /// The file this was read from, as it was named.
     pub source: PathBuf,
 }
@@ -154,6 +157,10 @@ fn build(raw: RawTopology, rep: &Reporter<'_>) -> Result<Topology, TopologyError
     let redis = redis(raw.redis, rep)?;
     let local = local(raw.local, &regions, rep)?;
     let kubernetes = kubernetes(raw.kubernetes, rep)?;
+    let relay = match raw.relay {
+        None => None,
+        Some(r) => Some(relay(r, regions.len(), rep)?),
+    };
 
     Ok(Topology {
         name: raw.name.into_inner(),
@@ -163,6 +170,7 @@ fn build(raw: RawTopology, rep: &Reporter<'_>) -> Result<Topology, TopologyError
         redis,
         local,
         kubernetes,
+        relay,
         source: rep.path.to_owned(),
     })
 }
@@ -431,6 +439,26 @@ fn local(
             jitter: jitter_d,
             bandwidth_bytes_per_sec: bandwidth,
         });
+    }
+    Ok(out)
+}
+
+fn relay(
+    raw: Spanned<RawRelay>,
+    regions: usize,
+    rep: &Reporter<'_>,
+) -> Result<RelaySettings, TopologyError> {
+    if regions > MAX_RELAY_REGIONS {
+        let msg = format!(
+            "a topology with [relay] has at most {MAX_RELAY_REGIONS} regions (georep up's port \
+             block holds relay links to {MAX_RELAY_REGIONS}), found {regions}"
+        );
+        return Err(rep.spanned(&raw, "relay", msg));
+    }
+    let mut out = RelaySettings::default();
+    if let Some(r) = &raw.get_ref().retention {
+        out.retention =
+            units::retention(r.get_ref()).map_err(|why| rep.spanned(r, "relay.retention", why))?;
     }
     Ok(out)
 }

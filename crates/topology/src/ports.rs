@@ -17,8 +17,11 @@
 //! | `+3` | agent control API (`/status`, `/failover`, `/promote`; operator token) |
 //! | `+4` | the agent's primary endpoint (forwards to the current primary) |
 //! | `+5` | the agent's Sentinel-compatible port |
+//! | `+6` | the agent's replication relay (`[relay]` only): local Redis replicas and the relay tunnel |
+//! | `+7` | the relay's tunnel server (decrypts, forwards to `+6`); the WAN emulator forwards here |
 //! | `+10 + j` | the agent's tunnel-client listener for region *j*: its "peer port base" is `+10` |
 //! | `+50 + j` | WAN-emulator listener carrying region *i*'s traffic towards region *j* |
+//! | `+90 + j` | WAN-emulator listener carrying region *i*'s relay traffic towards region *j* (`[relay]` only, *j* < 9) |
 //! | `+99` of region 0's block | control port of `georep up` |
 //!
 //! A replication connection from region *i* to region *j* therefore runs
@@ -47,8 +50,15 @@ pub(crate) const HTTP_OFFSET: u16 = 2;
 pub(crate) const PRIMARY_ENDPOINT_OFFSET: u16 = 4;
 pub(crate) const SENTINEL_OFFSET: u16 = 5;
 pub(crate) const AGENT_CONTROL_OFFSET: u16 = 3;
+pub(crate) const RELAY_OFFSET: u16 = 6;
+pub(crate) const RELAY_TUNNEL_OFFSET: u16 = 7;
 pub(crate) const PEER_OFFSET: u16 = 10;
 pub(crate) const WAN_OFFSET: u16 = 50;
+pub(crate) const RELAY_WAN_OFFSET: u16 = 90;
+
+/// How many regions a topology with `[relay]` may have: the relay's WAN listeners take
+/// `+90..+98` of each local block (`+99` of region 0's block is `georep up`'s control port).
+pub const MAX_RELAY_REGIONS: usize = 9;
 pub(crate) const CONTROL_OFFSET: u16 = 99;
 
 /// The port through which, inside any region's pod, region `region_index` is reached
@@ -86,6 +96,11 @@ pub struct LocalPorts {
     pub sentinel: u16,
     /// The agent's control API (`block + 3`).
     pub control: u16,
+    /// The agent's replication relay (`block + 6`; used with `[relay]` only).
+    pub relay: u16,
+    /// The relay's tunnel server (`block + 7`; used with `[relay]` only): decrypts and forwards
+    /// to `relay`.
+    pub relay_tunnel: u16,
     /// The agent's tunnel-client listener for region 0 (`block + 10`); region *j*'s is
     /// `peer_base + j`.
     pub peer_base: u16,

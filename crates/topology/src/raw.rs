@@ -49,6 +49,7 @@ pub(crate) struct RawTopology {
     pub(crate) region: Spanned<Vec<Spanned<RawRegion>>>,
     pub(crate) local: Option<RawLocal>,
     pub(crate) kubernetes: Option<RawKubernetes>,
+    pub(crate) relay: Option<Spanned<RawRelay>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,4 +95,10 @@ pub(crate) struct RawKubernetes {
     pub(crate) namespace: Option<Spanned<String>>,
     pub(crate) app_namespaces: Option<Strings>,
     pub(crate) tunnel_source_ranges: Option<Strings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [relay] table")]
+pub(crate) struct RawRelay {
+    pub(crate) retention: Option<Spanned<String>>,
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::ports::{
     local_port, LocalPorts, AGENT_CONTROL_OFFSET, CONTROL_OFFSET, DEFAULT_BASE_PORT, HTTP_OFFSET,
-    PEER_OFFSET, PRIMARY_ENDPOINT_OFFSET, REDIS_OFFSET, SENTINEL_OFFSET, TUNNEL_OFFSET, WAN_OFFSET,
+    PEER_OFFSET, PRIMARY_ENDPOINT_OFFSET, REDIS_OFFSET, RELAY_OFFSET, RELAY_TUNNEL_OFFSET,
+    RELAY_WAN_OFFSET, SENTINEL_OFFSET, TUNNEL_OFFSET, WAN_OFFSET,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -154,6 +155,8 @@ impl LocalSettings {
             control: local_port(self.base_port, region_index, AGENT_CONTROL_OFFSET),
             primary_endpoint: local_port(self.base_port, region_index, PRIMARY_ENDPOINT_OFFSET),
             sentinel: local_port(self.base_port, region_index, SENTINEL_OFFSET),
+            relay: local_port(self.base_port, region_index, RELAY_OFFSET),
+            relay_tunnel: local_port(self.base_port, region_index, RELAY_TUNNEL_OFFSET),
             peer_base: local_port(self.base_port, region_index, PEER_OFFSET),
         }
     }
@@ -169,10 +172,51 @@ impl LocalSettings {
         local_port(self.base_port, from, WAN_OFFSET + to as u16)
     }
 
+    /// The WAN emulator's listener carrying region `from`'s relay traffic towards region `to`
+    /// (`block(from) + 90 + to`); it forwards to `ports(to).relay_tunnel`. Only topologies with
+    /// `[relay]` use it, and they have at most [`crate::ports::MAX_RELAY_REGIONS`] regions.
+    ///
+    /// # Panics
+    ///
+    /// If `to >= MAX_RELAY_REGIONS`.
+    pub fn relay_wan_listener(&self, from: usize, to: usize) -> u16 {
+        assert!(
+            to < crate::ports::MAX_RELAY_REGIONS,
+            "region index {to} out of range for a relay"
+        );
+        local_port(self.base_port, from, RELAY_WAN_OFFSET + to as u16)
+    }
+
     /// The control port of `georep up` (`base_port + 99`, reserved in region 0's block).
     pub fn control_port(&self) -> u16 {
         local_port(self.base_port, 0, CONTROL_OFFSET)
     }
+}
+
+/// `[relay]`: a disk-backed replication relay in every region (docs/relay.md), so a replica
+/// region survives a WAN outage longer than Redis's in-memory backlog without a full resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelaySettings {
+    /// How much stream history each relay keeps on disk (`retention`, default `6h`).
+    pub retention: RelayRetention,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            retention: RelayRetention::Age(Duration::from_secs(6 * 3600)),
+        }
+    }
+}
+
+/// `relay.retention`: by age of the stream or by bytes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRetention {
+    /// Keep what was written in the last this long (`"90s"`, `"30m"`, `"6h"`, `"2d"`).
+    Age(Duration),
+    /// Keep at most this many bytes of stream (`"512MiB"`, `"2GiB"`, `"1TB"`).
+    Bytes(u64),
 }
 
 /// `[kubernetes]`: settings for `georep render k8s`.
@@ -324,6 +368,14 @@ mod tests {
                 add(p.redis, format!("redis {i}"));
                 add(p.tunnel, format!("tunnel {i}"));
                 add(p.http, format!("http {i}"));
+                add(p.relay, format!("relay {i}"));
+                add(p.relay_tunnel, format!("relay tunnel {i}"));
+                for j in 0..crate::ports::MAX_RELAY_REGIONS {
+                    add(
+                        local.relay_wan_listener(i, j),
+                        format!("relay wan {i}->{j}"),
+                    );
+                }
                 for j in 0..regions {
                     add(p.peer(j), format!("peer {i}->{j}"));
                     add(local.wan_listener(i, j), format!("wan {i}->{j}"));

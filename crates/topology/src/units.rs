@@ -134,6 +134,44 @@ pub(crate) fn redis_memory(s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Parses a relay retention: a duration in `s`, `m`, `h` or `d`, or a size in `B`, `KiB`, `MiB`,
+/// `GiB`, `TiB` (binary) or `KB`, `MB`, `GB`, `TB` (decimal); greater than zero.
+pub(crate) fn retention(s: &str) -> Result<crate::RelayRetention, String> {
+    use crate::RelayRetention;
+    const TIME: &[(&str, u128)] = &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)];
+    const SIZE: &[(&str, u128)] = &[
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+        ("KB", 1_000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("TB", 1_000_000_000_000),
+    ];
+    let bad = |why: &str| {
+        format!(
+            "invalid retention {s:?}: {why} (expected a duration such as \"6h\", \"30m\", \"2d\" \
+             or a size such as \"2GiB\", \"512MiB\", \"1TB\")"
+        )
+    };
+    let (value, is_age) = match scaled(s, TIME, 1) {
+        Ok(v) => (v, true),
+        Err("unknown unit") => (scaled(s, SIZE, 1).map_err(bad)?, false),
+        Err(why) => return Err(bad(why)),
+    };
+    if value == 0 {
+        return Err(bad("must be greater than zero"));
+    }
+    let value = u64::try_from(value).map_err(|_| bad("too large"))?;
+    Ok(if is_age {
+        RelayRetention::Age(Duration::from_secs(value))
+    } else {
+        RelayRetention::Bytes(value)
+    })
+}
+
 /// Checks a Kubernetes storage quantity: a positive decimal number and an optional suffix
 /// (`Ki Mi Gi Ti Pi Ei` or `k M G T P E`), e.g. `5Gi`.
 pub(crate) fn k8s_storage(s: &str) -> Result<(), Invalid> {
@@ -211,6 +249,22 @@ fn scaled(s: &str, units: &[(&str, u128)], divisor: u128) -> Result<u128, &'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retentions_are_durations_or_sizes() {
+        use crate::RelayRetention::{Age, Bytes};
+        assert_eq!(retention("6h"), Ok(Age(Duration::from_secs(6 * 3600))));
+        assert_eq!(retention("90s"), Ok(Age(Duration::from_secs(90))));
+        assert_eq!(retention("2d"), Ok(Age(Duration::from_secs(2 * 86_400))));
+        assert_eq!(retention("1.5m"), Ok(Age(Duration::from_secs(90))));
+        assert_eq!(retention("2GiB"), Ok(Bytes(2 << 30)));
+        assert_eq!(retention("1TB"), Ok(Bytes(1_000_000_000_000)));
+        for bad in ["", "6", "0s", "0GiB", "6 hours", "2gib", "-1h", "1.2.3h"] {
+            let e = retention(bad).unwrap_err();
+            assert!(e.starts_with("invalid retention"), "{bad:?}: {e}");
+        }
+        assert!(retention("0h").unwrap_err().contains("greater than zero"));
+    }
 
     #[test]
     fn durations() {

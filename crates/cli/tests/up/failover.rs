@@ -16,14 +16,14 @@ use crate::harness::*;
 
 /// Writes unique keys at [`WRITE_RATE`] to whichever region accepts them, logging each
 /// acknowledged write (key = value = a sequence number).
-struct History {
+pub(crate) struct History {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Vec<String>>,
     started: Instant,
 }
 
 impl History {
-    fn start(addrs: Vec<SocketAddr>, login: Credentials) -> Self {
+    pub(crate) fn start(addrs: Vec<SocketAddr>, login: Credentials) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -74,7 +74,7 @@ impl History {
         }
     }
 
-    async fn stop(self) -> Vec<String> {
+    pub(crate) async fn stop(self) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
         let acked = self.task.await.unwrap();
         let secs = self.started.elapsed().as_secs_f64();
@@ -88,7 +88,7 @@ impl History {
 }
 
 /// Every acknowledged write that region `i` does not hold.
-async fn missing(env: &Env, i: usize, acked: &[String]) -> Vec<String> {
+pub(crate) async fn missing(env: &Env, i: usize, acked: &[String]) -> Vec<String> {
     let mut c = env.admin(i).await;
     let mut lost = Vec::new();
     for chunk in acked.chunks(1000) {
@@ -166,7 +166,7 @@ impl Roles {
     }
 }
 
-async fn georep(args: &[&str]) -> std::process::Output {
+pub(crate) async fn georep(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(GEOREP)
         .args(args)
         .output()
@@ -174,7 +174,7 @@ async fn georep(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn text(o: &std::process::Output) -> String {
+pub(crate) fn text(o: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -183,7 +183,7 @@ fn text(o: &std::process::Output) -> String {
 }
 
 /// Sum of `sync_full` over every region's Redis.
-async fn full_syncs(env: &Env, regions: usize) -> i64 {
+pub(crate) async fn full_syncs(env: &Env, regions: usize) -> i64 {
     let mut total = 0;
     for i in 0..regions {
         let info = env.admin(i).await.info(&["stats"]).await.unwrap();
@@ -193,7 +193,7 @@ async fn full_syncs(env: &Env, regions: usize) -> i64 {
 }
 
 /// Waits until region `p` is the unfenced primary and every other region replicates from it.
-async fn wait_primary(env: &Env, p: usize, names: &[&str]) {
+pub(crate) async fn wait_primary(env: &Env, p: usize, names: &[&str]) {
     for i in 0..names.len() {
         testkit::eventually(
             &format!("{} settled under {}", names[i], names[p]),
@@ -212,7 +212,7 @@ async fn wait_primary(env: &Env, p: usize, names: &[&str]) {
     }
 }
 
-fn addrs(env: &Env, n: usize) -> Vec<SocketAddr> {
+pub(crate) fn addrs(env: &Env, n: usize) -> Vec<SocketAddr> {
     (0..n).map(|i| env.redis_addr(i)).collect()
 }
 

@@ -51,6 +51,11 @@ fn free_base(regions: usize) -> u16 {
 
 impl Env {
     pub async fn start(regions: &[&str], latency_ms: u64) -> Self {
+        Self::start_with(regions, latency_ms, "").await
+    }
+
+    /// Like [`Env::start`], with `extra` appended to the topology (`[redis]`, `[relay]`).
+    pub async fn start_with(regions: &[&str], latency_ms: u64, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let base = free_base(regions.len());
         let mut toml = format!("name = \"test\"\nprimary = \"{}\"\n", regions[0]);
@@ -70,6 +75,7 @@ impl Env {
                 ));
             }
         }
+        toml.push_str(extra);
         let topology = dir.path().join("topology.toml");
         std::fs::write(&topology, toml).unwrap();
         let cluster = start_cluster(&topology).await;

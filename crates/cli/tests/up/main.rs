@@ -5,6 +5,7 @@ mod apps;
 mod control_plane;
 mod failover;
 mod harness;
+mod relay;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,423 @@
+//! The region's replication relay (`[relay]` in the topology), run inside the agent.
+//!
+//! ```text
+//!  primary region                               replica region
+//!  redis ──► relay ◄── relay tunnel server ◄══ WAN ══ tunnel client ◄── relay ◄── redis (replicaof)
+//! ```
+//!
+//! In the primary region the relay replicates from the local Redis; in every other region it
+//! replicates, through a tunnel client of its own, from the primary region's relay, and the local
+//! Redis replicates from the local relay. One WAN replication stream per region, held on disk at
+//! both ends, so a cut longer than Redis's in-memory backlog heals with a partial resync.
+//!
+//! Why in the agent and not a process of its own: the agent is the one that knows the primary,
+//! and it must re-point the relay at every change of it, at the moment it records the new epoch;
+//! in the same process that is a `watch` channel ([`follow`]), with no second control API, no
+//! process to supervise and no second place to configure credentials.
+//!
+//! Fencing is unchanged: a fenced primary accepts writes only with a replica attached, and its
+//! relay is such a replica, so the relay follows the local Redis only once the agent has lifted
+//! the fence (an isolated old primary's relay stays idle, and the old primary stays read-only).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
+
+use crate::config::AgentConfig;
+use crate::credentials::REPLICATION_USER;
+use crate::shared::{ClusterView, Shared};
+use crate::shutdown::Shutdown;
+use crate::status::{Link, RegionStatus};
+
+/// Segment size of the embedded relay's store: retention deletes whole segments.
+const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Where the region's relay listens and how it reaches the other regions' relays.
+#[derive(Debug, Clone)]
+pub struct RelayPlacement {
+    /// The relay's listener: our Redis (when a replica) and our relay tunnel server connect here.
+    pub listen: SocketAddr,
+    /// Where the relay's tunnel server listens (other regions' relays dial it).
+    pub tunnel_listen: Address,
+    /// Where to dial each region's relay tunnel server, by region index (ours unused).
+    pub peer_endpoints: Vec<Address>,
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// How much stream to keep (the topology's `relay.retention`).
+    pub retention: relay::Retention,
+}
+
+impl RelayPlacement {
+    /// `relay.retention` as the relay takes it.
+    pub fn retention_of(settings: &topology::RelaySettings) -> relay::Retention {
+        match settings.retention {
+            topology::RelayRetention::Age(d) => relay::Retention::Age(d),
+            topology::RelayRetention::Bytes(b) => relay::Retention::Bytes(b),
+        }
+    }
+}
+
+/// The running relay, as the rest of the agent sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayHandle {
+    upstream: relay::UpstreamHandle,
+    metrics: relay::RelayMetrics,
+    /// Our relay tunnel client towards region `i`'s relay listens here.
+    via: Vec<Option<SocketAddr>>,
+    retention: relay::Retention,
+}
+
+/// The relay as `/status` reports it: what it follows and the outage it can still absorb.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RelayStatus {
+    /// `redis` (the local primary) or the region whose relay it follows; `none` while idle.
+    pub upstream: String,
+    /// Whether it is streaming from its upstream.
+    pub upstream_connected: bool,
+    /// Last replication offset stored.
+    pub offset: u64,
+    /// Oldest replication offset still held: a replica at or past it resumes with a partial
+    /// resync.
+    pub oldest_offset: u64,
+    /// Age of the oldest byte held, seconds: the outage a replica of this relay can still absorb
+    /// without a full resync.
+    pub horizon_seconds: u64,
+    /// Bytes of stream (and RDB) held on disk.
+    pub disk_bytes: u64,
+    /// The configured retention, in seconds (`21600s`) or bytes (`2147483648B`).
+    pub retention: String,
+}
+
+/// What was bound at start, before any task runs.
+pub(crate) struct Bound {
+    relay: relay::Relay,
+    tunnel_server: Listener,
+    clients: Vec<(usize, Listener)>,
+}
+
+/// Binds the relay, its tunnel server and one loopback tunnel client per other region.
+pub(crate) async fn bind(
+    config: &AgentConfig,
+    placement: &RelayPlacement,
+    registry: &mut Registry,
+) -> Result<(Bound, RelayHandle), crate::AgentError> {
+    let bind = |what: &'static str, addr: String| {
+        move |source| crate::AgentError::Bind { what, addr, source }
+    };
+    let password = config.passwords.replication.expose().to_owned();
+    let relay_config = relay::Config {
+        upstream: None,
+        upstream_auth: Some((REPLICATION_USER.to_owned(), password.clone())),
+        listen: placement.listen,
+        credential: Some(relay::downstream::Credential {
+            user: REPLICATION_USER.to_owned(),
+            password,
+        }),
+        dir: placement.dir.clone(),
+        retention: placement.retention,
+        segment_size: SEGMENT_SIZE,
+    };
+    std::fs::create_dir_all(&placement.dir).map_err(bind(
+        "relay store directory",
+        placement.dir.display().to_string(),
+    ))?;
+    let metrics = relay::RelayMetrics::register(registry.sub_registry_with_prefix("relay"));
+    let relay = relay::Relay::bind(relay_config, metrics.clone())
+        .await
+        .map_err(|e| crate::AgentError::Bind {
+            what: "relay",
+            addr: placement.listen.to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let tunnel_server = Listener::bind(&placement.tunnel_listen)
+        .await
+        .map_err(bind("relay tunnel", placement.tunnel_listen.to_string()))?;
+    let mut clients = Vec::new();
+    let mut via = vec![None; config.topology.regions.len()];
+    for i in (0..config.topology.regions.len()).filter(|i| *i != config.region) {
+        // In-process only (our relay dials it): any free loopback port.
+        let addr = Address::Ip(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let l = Listener::bind(&addr)
+            .await
+            .map_err(bind("relay peer", addr.to_string()))?;
+        via[i] = l.local_addr().ok().and_then(|a| a.parse().ok());
+        clients.push((i, l));
+    }
+    let handle = RelayHandle {
+        upstream: relay.upstream(),
+        metrics,
+        via,
+        retention: placement.retention,
+    };
+    Ok((
+        Bound {
+            relay,
+            tunnel_server,
+            clients,
+        },
+        handle,
+    ))
+}
+
+/// Spawns the relay, its tunnels and the task that re-points it at every change of the view.
+pub(crate) fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
+    bound: Bound,
+    shared: &Arc<Shared>,
+    tunnel_metrics: &TunnelMetrics,
+    shutdown: &Shutdown,
+) {
+    let c = &shared.config;
+    let Some(placement) = &c.relay else { return };
+    let Bound {
+        relay,
+        tunnel_server,
+        clients,
+    } = bound;
+    tracing::info!(
+        listen = %placement.listen,
+        tunnel = %placement.tunnel_listen,
+        dir = %placement.dir.display(),
+        retention = %placement.retention,
+        "replication relay ready"
+    );
+    let mut inbound =
+        TunnelConfig::new(Mode::Decrypt, Address::Ip(placement.listen), c.keys.clone());
+    inbound.max_connections = None;
+    inbound.shutdown_grace = Duration::from_secs(1);
+    tasks.spawn(crate::keep_tunnel(
+        inbound,
+        tunnel_server,
+        tunnel_metrics.for_link("relay-inbound"),
+        shutdown.clone(),
+    ));
+    for (i, listener) in clients {
+        let mut out = TunnelConfig::new(
+            Mode::Encrypt,
+            placement.peer_endpoints[i].clone(),
+            c.keys.clone(),
+        );
+        out.max_connections = None;
+        out.shutdown_grace = Duration::from_secs(1);
+        let name = format!("relay-{}", c.topology.regions[i].name);
+        tasks.spawn(crate::keep_tunnel(
+            out,
+            listener,
+            tunnel_metrics.for_link(&name),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(relay.run(shutdown.receiver()));
+    if let Some(handle) = shared.relay.get().cloned() {
+        tasks.spawn(follow(
+            handle,
+            c.redis,
+            c.region,
+            shared.watch_view(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Where the relay should replicate from, given the view.
+fn upstream_for(
+    view: &ClusterView,
+    me: usize,
+    redis: SocketAddr,
+    via: &[Option<SocketAddr>],
+) -> Option<String> {
+    if view.known.primary == me {
+        // Only an unfenced primary: the relay would otherwise be the replica that lets a fenced
+        // Redis take writes.
+        view.fenced.is_none().then(|| redis.to_string())
+    } else {
+        via.get(view.known.primary)
+            .copied()
+            .flatten()
+            .map(|a| a.to_string())
+    }
+}
+
+/// Re-points the relay at every change of primary or fence, the moment the view changes (a
+/// planned switchover changes it when it records the new epoch, before the old primary demotes).
+async fn follow(
+    handle: RelayHandle,
+    redis: SocketAddr,
+    me: usize,
+    mut view: watch::Receiver<ClusterView>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let upstream = upstream_for(&view.borrow_and_update(), me, redis, &handle.via);
+        handle.upstream.set(upstream);
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return },
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Adds the relay to a round's status; in a replica region, a relay cut off from the primary
+/// region's relay is the region's replication link being down (our Redis's own link, to the
+/// local relay, stays up).
+pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
+    let Some(h) = shared.relay.get() else { return };
+    let c = &shared.config;
+    let view = shared.view();
+    let upstream = match h.upstream.get() {
+        None => "none".to_owned(),
+        Some(_) if view.known.primary == c.region => "redis".to_owned(),
+        Some(_) => c.topology.regions[view.known.primary].name.clone(),
+    };
+    let m = &h.metrics;
+    let gauge = |g: &prometheus_client::metrics::gauge::Gauge| g.get().max(0) as u64;
+    let connected = m.upstream_connected.get() == 1;
+    if view.known.primary != c.region && !connected && status.link == Link::Up {
+        status.link = Link::Down;
+        status.link_error = Some(format!(
+            "relay: not streaming from {upstream}'s relay (the local Redis follows the local relay)"
+        ));
+    }
+    status.relay = Some(RelayStatus {
+        upstream,
+        upstream_connected: connected,
+        offset: gauge(&m.upstream_offset),
+        oldest_offset: gauge(&m.oldest_offset),
+        horizon_seconds: gauge(&m.oldest_age_seconds),
+        disk_bytes: gauge(&m.disk_bytes),
+        retention: h.retention.to_string(),
+    });
+}
+
+/// The relays' lines of `georep status` (empty without relays): what each follows, whether it
+/// streams, its horizon (the age of the oldest byte it holds: in the primary region, how long a
+/// replica region can be cut off and still resume without a full resync) and what it holds.
+pub(crate) fn table(rows: &[crate::client::Row]) -> String {
+    let relays: Vec<(&str, &RelayStatus)> = rows
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.status.as_ref().ok()?.relay.as_ref()?)))
+        .collect();
+    if relays.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION"
+    );
+    for (name, r) in relays {
+        out.push_str(&format!(
+            "{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+            name,
+            r.upstream,
+            if r.upstream_connected { "yes" } else { "no" },
+            human_duration(r.horizon_seconds),
+            human_bytes(r.disk_bytes),
+            match r.retention.parse::<relay::Retention>() {
+                Ok(relay::Retention::Age(d)) => human_duration(d.as_secs()),
+                Ok(relay::Retention::Bytes(b)) => human_bytes(b),
+                Err(_) => r.retention.clone(),
+            },
+        ));
+    }
+    out
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_view::Known;
+
+    fn view(primary: usize, fenced: bool) -> ClusterView {
+        ClusterView {
+            known: Known { epoch: 2, primary },
+            fenced: fenced.then(|| "starting".to_owned()),
+            changing: false,
+        }
+    }
+
+    #[test]
+    fn the_relay_follows_the_local_primary_or_the_primary_regions_relay() {
+        let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let via = [
+            None,
+            Some("127.0.0.1:40001".parse().unwrap()),
+            Some("127.0.0.1:40002".parse().unwrap()),
+        ];
+        assert_eq!(
+            upstream_for(&view(0, false), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:7000")
+        );
+        assert_eq!(
+            upstream_for(&view(2, false), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:40002")
+        );
+        // A fenced replica region still pulls (the fence concerns the primary's writes).
+        assert_eq!(
+            upstream_for(&view(1, true), 0, redis, &via).as_deref(),
+            Some("127.0.0.1:40001")
+        );
+    }
+
+    #[test]
+    fn the_status_table_lists_relays_only_when_there_are_some() {
+        use crate::client::Row;
+        let mut status = RegionStatus {
+            name: "eu".into(),
+            ..RegionStatus::default()
+        };
+        let row = |s: &RegionStatus| Row {
+            name: s.name.clone(),
+            status: Ok(s.clone()),
+        };
+        assert_eq!(table(&[row(&status)]), "");
+        status.relay = Some(RelayStatus {
+            upstream: "us".into(),
+            upstream_connected: true,
+            horizon_seconds: 3725,
+            disk_bytes: 3 << 30,
+            retention: "21600s".into(),
+            ..RelayStatus::default()
+        });
+        let t = table(&[row(&status)]);
+        let line = t.lines().last().unwrap();
+        assert!(line.starts_with("eu "), "{t}");
+        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m"] {
+            assert!(line.contains(part), "{part} missing: {t}");
+        }
+    }
+
+    #[test]
+    fn a_fenced_primary_has_an_idle_relay() {
+        let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(upstream_for(&view(0, true), 0, redis, &[None, None]), None);
+    }
+}
