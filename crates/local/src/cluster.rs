@@ -10,11 +10,12 @@ use agent::Passwords;
 use region_spec::AgentFlags;
 use tokio::sync::{watch, Mutex};
 use topology::Topology;
-use wan::{Link, LinkHandle, LinkParams};
+use wan::LinkHandle;
 
 use crate::layout::{self, Layout};
 use crate::process::{Spec, Supervised};
 use crate::regions::{pids, set_cut, Links, Pids, RegionProcs};
+use crate::wan_links::{self, Stream};
 
 /// What `georep up` needs besides the topology.
 #[derive(Debug, Clone)]
@@ -90,36 +91,11 @@ impl Cluster {
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let mut links = Vec::new();
-        for from in 0..topology.regions.len() {
-            for to in 0..topology.regions.len() {
-                if from == to {
-                    continue;
-                }
-                let listen =
-                    SocketAddr::from(([127, 0, 0, 1], topology.local.wan_listener(from, to)));
-                let upstream = SocketAddr::from(([127, 0, 0, 1], topology.local.ports(to).tunnel));
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .map_err(io(format!("WAN link listener {listen}")))?;
-                let p = topology.local.link(from, to);
-                let params = LinkParams {
-                    latency: p.latency,
-                    jitter: p.jitter,
-                    bandwidth: p.bandwidth_bytes_per_sec,
-                };
-                let name = format!(
-                    "{}->{}",
-                    topology.regions[from].name, topology.regions[to].name
-                );
-                links.push((
-                    from,
-                    to,
-                    Link::spawn(name, listener, upstream, params, stop_rx.clone()),
-                ));
-            }
-        }
+        wan_links::spawn(&topology, Stream::Redis, &mut links, &stop_rx)
+            .await
+            .map_err(io("WAN link listener"))?;
         if topology.relay.is_some() {
-            crate::relay_links::spawn(&topology, &mut links, &stop_rx)
+            wan_links::spawn(&topology, Stream::Relay, &mut links, &stop_rx)
                 .await
                 .map_err(io("relay WAN link listener"))?;
         }

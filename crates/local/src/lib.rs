@@ -17,7 +17,7 @@ pub mod port_check;
 pub mod process;
 mod procfs;
 mod regions;
-mod relay_links;
+mod wan_links;
 
 /// The HTTP client of the agent's API, where the tests and tools that drive `georep up` found it
 /// before it moved to the agent crate.

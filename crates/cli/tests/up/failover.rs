@@ -166,6 +166,26 @@ impl Roles {
     }
 }
 
+/// Every acknowledged write is on region `primary`, and on region `replica` once it has caught up.
+pub(crate) async fn assert_acked_everywhere(
+    env: &Env,
+    primary: usize,
+    replica: usize,
+    acked: &[String],
+) {
+    let lost = missing(env, primary, acked).await;
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    testkit::eventually("the replica holds every acknowledged write", || async {
+        missing(env, replica, acked).await.is_empty().then_some(())
+    })
+    .await;
+}
+
 pub(crate) async fn georep(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(GEOREP)
         .args(args)
@@ -266,21 +286,7 @@ async fn planned_switchovers_under_load_lose_no_acknowledged_write() {
         "only {} writes acknowledged",
         acked.len()
     );
-    // Every acknowledged write is on the final primary, and on the replica once caught up.
-    let lost = missing(&env, primary, &acked).await;
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
-    testkit::eventually("replica holds every acknowledged write", || async {
-        missing(&env, 1 - primary, &acked)
-            .await
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    assert_acked_everywhere(&env, primary, 1 - primary, &acked).await;
     assert_eq!(
         full_syncs(&env, 2).await,
         fulls,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use resp::Value;
 
-use crate::failover::{full_syncs, georep, missing, text, wait_primary, History};
+use crate::failover::{assert_acked_everywhere, full_syncs, georep, text, wait_primary, History};
 use crate::harness::*;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
@@ -242,20 +242,7 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
         "only {} writes acknowledged",
         acked.len()
     );
-    let lost = missing(&env, primary, &acked).await;
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
-    testkit::eventually("the replica holds every acknowledged write", || async {
-        missing(&env, 1 - primary, &acked)
-            .await
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    assert_acked_everywhere(&env, primary, 1 - primary, &acked).await;
     // PSYNC2 through the relays: every Redis continued under the new IDs.
     assert_eq!(
         full_syncs(&env, 2).await,
