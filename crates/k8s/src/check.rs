@@ -172,7 +172,10 @@ pub fn security(objects: &[Object], topology: &Topology, region: usize) -> Vec<S
     let mut claims: Vec<String> = Vec::new();
     for o in objects {
         if let Object::StatefulSet(s) = o {
-            let templates = s.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref());
+            let templates = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_claim_templates.as_ref());
             claims.extend(
                 templates
                     .into_iter()
@@ -431,11 +434,14 @@ fn relay(
     region: usize,
     v: &mut Vec<String>,
 ) {
-    let Some(agent) = spec
-        .containers
-        .iter()
-        .find(|c| c.args.as_deref().unwrap_or_default().first().map(String::as_str) == Some("agent"))
-    else {
+    let Some(agent) = spec.containers.iter().find(|c| {
+        c.args
+            .as_deref()
+            .unwrap_or_default()
+            .first()
+            .map(String::as_str)
+            == Some("agent")
+    }) else {
         v.push(format!("{what}: no agent container"));
         return;
     };
@@ -457,7 +463,9 @@ fn relay(
     }
     if topology.relay.is_none() {
         if !listen.is_empty() || !values("--relay-tunnel-listen").is_empty() {
-            v.push(format!("{at}: runs a relay without [relay] in the topology"));
+            v.push(format!(
+                "{at}: runs a relay without [relay] in the topology"
+            ));
         }
         return;
     }
@@ -487,7 +495,10 @@ fn relay(
             .iter()
             .any(|p| p.split_once('=').is_some_and(|(n, _)| n == r.name))
         {
-            v.push(format!("{at}: no --relay-peer-endpoint for region {}", r.name));
+            v.push(format!(
+                "{at}: no --relay-peer-endpoint for region {}",
+                r.name
+            ));
         }
     }
     let dir = values("--relay-dir");
@@ -563,9 +574,7 @@ fn service(
     let ports = spec.ports.as_deref().unwrap_or_default();
     let redis = i32::from(pod::REDIS_PORT);
     let tunnel = i32::from(pod::TUNNEL_PORT);
-    let relay_tunnel = topology
-        .relay
-        .map(|_| i32::from(pod::RELAY_TUNNEL_PORT));
+    let relay_tunnel = topology.relay.map(|_| i32::from(pod::RELAY_TUNNEL_PORT));
     for p in ports {
         let targets = target_ports(p, &selected);
         if targets.contains(&None) {
@@ -586,7 +595,8 @@ fn service(
         {
             v.push(format!("{what}: reaches the relay's loopback listener"));
         }
-        let cross_region = |t: &Option<i32>| *t == Some(tunnel) || (t.is_some() && *t == relay_tunnel);
+        let cross_region =
+            |t: &Option<i32>| *t == Some(tunnel) || (t.is_some() && *t == relay_tunnel);
         if kind == "LoadBalancer" && !targets.iter().all(cross_region) {
             v.push(format!(
                 "{what}: the load balancer reaches a port other than the tunnels"

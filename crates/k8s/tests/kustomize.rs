@@ -256,7 +256,12 @@ fn a_relay_topology_kustomizes_and_validates() {
     let text = format!("{text}\n[relay]\nretention = \"6h\"\n");
     let top = topology::Topology::parse(&text, Path::new("aws-two-regions-relay.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
-    kustomize_topology("aws-two-regions.toml + [relay]", &top, &text, &Options::default());
+    kustomize_topology(
+        "aws-two-regions.toml + [relay]",
+        &top,
+        &text,
+        &Options::default(),
+    );
 }
 
 #[test]

@@ -229,7 +229,8 @@ fn a_replica_regions_redis_replicates_from_its_relay() {
 #[test]
 fn the_relay_volume_is_sized_from_the_retention() {
     let size = |relay: &str, redis: &str| {
-        let text = relay_text(relay).replace("[kubernetes]", &format!("[redis]\n{redis}\n[kubernetes]"));
+        let text =
+            relay_text(relay).replace("[kubernetes]", &format!("[redis]\n{redis}\n[kubernetes]"));
         let t = topology(&text);
         let tree = render(&t, &text, &Options::default());
         let objects = objects(&tree, "a");
@@ -285,7 +286,10 @@ fn an_endpoint_without_a_port_above_it_is_refused() {
     let t = topology(&text);
     match k8s::render(&t, &text, &Options::default()) {
         Err(k8s::RenderError::Invalid(m)) => {
-            assert!(m.contains("b.example.com:65535") && m.contains("port + 1"), "{m}")
+            assert!(
+                m.contains("b.example.com:65535") && m.contains("port + 1"),
+                "{m}"
+            )
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
@@ -397,8 +401,11 @@ fn the_relay_checks_catch_each_violation() {
                 if let Object::NetworkPolicy(p) = o {
                     if p.metadata.name.as_deref() == Some("georep-tunnel") {
                         let rule = &mut p.spec.as_mut().unwrap().ingress.as_mut().unwrap()[0];
-                        rule.from.as_mut().unwrap()[0].ip_block.as_mut().unwrap().cidr =
-                            "10.0.0.0/8".into();
+                        rule.from.as_mut().unwrap()[0]
+                            .ip_block
+                            .as_mut()
+                            .unwrap()
+                            .cidr = "10.0.0.0/8".into();
                     }
                 }
             }
