@@ -92,6 +92,10 @@ pub(crate) struct AgentArgs {
     /// Dial REGION's relay tunnel at ADDR (repeatable; one per other region with --relay-listen).
     #[arg(long = "relay-peer-endpoint", value_name = "REGION=ADDR")]
     relay_peer_endpoints: Vec<String>,
+    /// The relay's store: its RDB and stream segments [default: <state-dir>/relay]. In a pod,
+    /// a volume of its own.
+    #[arg(long, value_name = "DIR", requires = "relay_listen")]
+    relay_dir: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -236,7 +240,10 @@ fn relay_placement(
         listen,
         tunnel_listen: tunnel_listen.clone(),
         peer_endpoints: endpoints,
-        dir: args.state_dir.join("relay"),
+        dir: args
+            .relay_dir
+            .clone()
+            .unwrap_or_else(|| args.state_dir.join("relay")),
         retention: agent::RelayPlacement::retention_of(settings),
     }))
 }

@@ -42,7 +42,7 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Show each region's role, link, lag and epoch.
     Status(status_cmd::StatusArgs),
-    /// Cut or heal the emulated WAN between two regions of a running `georep up`.
+    /// List, cut or heal the emulated WAN links (Redis and relay) of a running `georep up`.
     Link(link_cmd::LinkArgs),
     /// Run the per-region agent (the sidecar next to each region's Redis).
     Agent(Box<agent_cmd::AgentArgs>),

@@ -213,28 +213,41 @@ mod tests {
     /// The rendered containers' arguments parse as georep's own command line.
     #[test]
     fn the_rendered_arguments_parse() {
-        let top = topology::Topology::load(example("three-regions.toml")).unwrap();
-        let text = std::fs::read_to_string(example("three-regions.toml")).unwrap();
-        let options = k8s::Options::with_tunnel_keys(vec!["new.key".into(), "old.key".into()]);
-        let tree = k8s::render(&top, &text, &options).unwrap();
-        let objects = k8s::check::parse(tree.get("eu-central-1/statefulset.yaml").unwrap());
-        let Some(k8s::Object::StatefulSet(s)) = objects.unwrap().into_iter().next() else {
-            panic!("no StatefulSet")
-        };
-        let pod = s.spec.unwrap().template.spec.unwrap();
-        let georep = pod
-            .init_containers
-            .unwrap()
-            .into_iter()
-            .chain(pod.containers);
-        let mut parsed = 0;
-        for c in georep.filter(|c| c.name != "redis") {
-            let args = c.args.unwrap();
-            let cli = Cli::try_parse_from(std::iter::once("georep".to_owned()).chain(args));
-            assert!(cli.is_ok(), "{}: {:?}", c.name, cli.err());
-            parsed += 1;
+        let plain = std::fs::read_to_string(example("three-regions.toml")).unwrap();
+        // With [relay] too: the agent's relay flags.
+        let relay = format!("{plain}\n[relay]\nretention = \"2h\"\n");
+        for text in [plain, relay] {
+            let path = example("three-regions.toml");
+            let top = topology::Topology::parse(&text, std::path::Path::new(&path)).unwrap();
+            let options = k8s::Options::with_tunnel_keys(vec!["new.key".into(), "old.key".into()]);
+            let tree = k8s::render(&top, &text, &options).unwrap();
+            let objects = k8s::check::parse(tree.get("eu-central-1/statefulset.yaml").unwrap());
+            let Some(k8s::Object::StatefulSet(s)) = objects.unwrap().into_iter().next() else {
+                panic!("no StatefulSet")
+            };
+            let pod = s.spec.unwrap().template.spec.unwrap();
+            let georep = pod
+                .init_containers
+                .unwrap()
+                .into_iter()
+                .chain(pod.containers);
+            let mut parsed = 0;
+            for c in georep.filter(|c| c.name != "redis") {
+                let args = c.args.unwrap();
+                let relay_flags = args.iter().filter(|a| a.starts_with("--relay")).count();
+                let want = if top.relay.is_some() && c.name == "georep-agent" {
+                    // listen, tunnel listen, a peer for each of the two other regions, dir.
+                    5
+                } else {
+                    0
+                };
+                assert_eq!(relay_flags, want, "{}: {args:?}", c.name);
+                let cli = Cli::try_parse_from(std::iter::once("georep".to_owned()).chain(args));
+                assert!(cli.is_ok(), "{}: {:?}", c.name, cli.err());
+                parsed += 1;
+            }
+            // acl-file, redis-conf, georep-agent.
+            assert_eq!(parsed, 3);
         }
-        // acl-file, redis-conf, georep-agent.
-        assert_eq!(parsed, 3);
     }
 }

@@ -12,7 +12,10 @@
 //! profile and a read-only root filesystem, and has requests and limits; secrets reach
 //! containers only as read-only mounted files of mode 0440 at most, never as environment
 //! variables; no service account token, host namespace or host path; a default-deny
-//! NetworkPolicy; the namespace enforces the `restricted` Pod Security Standard.
+//! NetworkPolicy; the namespace enforces the `restricted` Pod Security Standard. With `[relay]`:
+//! the relay listens on 127.0.0.1 only (no container port, Service or policy names it), the
+//! load balancer's second port is the relay tunnel's, admitting the same sources as the tunnel,
+//! and the relay's store is a persistent volume claim of its own.
 
 use std::collections::BTreeMap;
 
@@ -166,8 +169,19 @@ fn difference(path: &str, want: &Value, got: &Value) -> Option<String> {
 pub fn security(objects: &[Object], topology: &Topology, region: usize) -> Vec<String> {
     let mut v = Vec::new();
     let mut pods: Vec<(String, BTreeMap<String, String>, &PodSpec)> = Vec::new();
+    let mut claims: Vec<String> = Vec::new();
     for o in objects {
         if let Object::StatefulSet(s) = o {
+            let templates = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_claim_templates.as_ref());
+            claims.extend(
+                templates
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.metadata.name.clone()),
+            );
             let t = s.spec.as_ref().map(|s| &s.template);
             match t.and_then(|t| t.spec.as_ref()) {
                 Some(spec) => {
@@ -183,6 +197,7 @@ pub fn security(objects: &[Object], topology: &Topology, region: usize) -> Vec<S
     }
     for (name, _, spec) in &pods {
         pod_spec(name, spec, &mut v);
+        relay(name, spec, &claims, topology, region, &mut v);
     }
     let mut namespaces = 0;
     let mut load_balancers = 0;
@@ -407,6 +422,104 @@ fn control_plane(at: &str, c: &Container, v: &mut Vec<String>) {
     }
 }
 
+/// With `[relay]`, the agent runs the relay: its listener on 127.0.0.1 only and declared as no
+/// container port, its tunnel server on the declared relay tunnel port, a relay peer for every
+/// other region, and its store on a persistent volume claim of its own (an `emptyDir` would
+/// make every pod restart a full resync across the WAN). Without `[relay]`, no relay flag.
+fn relay(
+    what: &str,
+    spec: &PodSpec,
+    claims: &[String],
+    topology: &Topology,
+    region: usize,
+    v: &mut Vec<String>,
+) {
+    let Some(agent) = spec.containers.iter().find(|c| {
+        c.args
+            .as_deref()
+            .unwrap_or_default()
+            .first()
+            .map(String::as_str)
+            == Some("agent")
+    }) else {
+        v.push(format!("{what}: no agent container"));
+        return;
+    };
+    let at = format!("{what}: container {}", agent.name);
+    let args = agent.args.as_deref().unwrap_or_default();
+    let values = |flag: &str| -> Vec<&str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    };
+    let listen = values("--relay-listen");
+    let ports = agent.ports.as_deref().unwrap_or_default();
+    if ports
+        .iter()
+        .any(|p| p.container_port == i32::from(pod::RELAY_PORT))
+    {
+        v.push(format!("{at}: declares the relay's loopback port"));
+    }
+    if topology.relay.is_none() {
+        if !listen.is_empty() || !values("--relay-tunnel-listen").is_empty() {
+            v.push(format!(
+                "{at}: runs a relay without [relay] in the topology"
+            ));
+        }
+        return;
+    }
+    if listen != [format!("127.0.0.1:{}", pod::RELAY_PORT)] {
+        v.push(format!(
+            "{at}: --relay-listen {listen:?}, expected 127.0.0.1:{} only",
+            pod::RELAY_PORT
+        ));
+    }
+    let tunnel = values("--relay-tunnel-listen");
+    let declared = ports.iter().any(|p| {
+        p.container_port == i32::from(pod::RELAY_TUNNEL_PORT)
+            && p.name.as_deref() == Some("relay-tunnel")
+    });
+    if tunnel.len() != 1
+        || !tunnel[0].ends_with(&format!(":{}", pod::RELAY_TUNNEL_PORT))
+        || !declared
+    {
+        v.push(format!(
+            "{at}: the relay tunnel server {tunnel:?} is not on the declared port {}",
+            pod::RELAY_TUNNEL_PORT
+        ));
+    }
+    let peers = values("--relay-peer-endpoint");
+    for r in topology.regions.iter().filter(|r| r.index != region) {
+        if !peers
+            .iter()
+            .any(|p| p.split_once('=').is_some_and(|(n, _)| n == r.name))
+        {
+            v.push(format!(
+                "{at}: no --relay-peer-endpoint for region {}",
+                r.name
+            ));
+        }
+    }
+    let dir = values("--relay-dir");
+    let mounted = agent
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| dir.first() == Some(&m.mount_path.as_str()));
+    match mounted {
+        Some(m)
+            if claims.contains(&m.name)
+                && m.name != crate::names::DATA_VOLUME
+                && m.read_only != Some(true) => {}
+        _ => v.push(format!(
+            "{at}: the relay's store (--relay-dir {dir:?}) is not a writable volume claim of \
+             its own"
+        )),
+    }
+}
+
 /// The container port a Service port reaches in the pods it selects.
 fn target_ports(
     port: &k8s_openapi::api::core::v1::ServicePort,
@@ -461,6 +574,7 @@ fn service(
     let ports = spec.ports.as_deref().unwrap_or_default();
     let redis = i32::from(pod::REDIS_PORT);
     let tunnel = i32::from(pod::TUNNEL_PORT);
+    let relay_tunnel = topology.relay.map(|_| i32::from(pod::RELAY_TUNNEL_PORT));
     for p in ports {
         let targets = target_ports(p, &selected);
         if targets.contains(&None) {
@@ -476,18 +590,39 @@ fn service(
                 "{what}: a {kind} Service reaches Redis's port {redis}"
             ));
         }
-        if kind == "LoadBalancer" && targets.iter().any(|t| *t != Some(tunnel)) {
+        if targets.contains(&Some(i32::from(pod::RELAY_PORT)))
+            || p.port == i32::from(pod::RELAY_PORT)
+        {
+            v.push(format!("{what}: reaches the relay's loopback listener"));
+        }
+        let cross_region =
+            |t: &Option<i32>| *t == Some(tunnel) || (t.is_some() && *t == relay_tunnel);
+        if kind == "LoadBalancer" && !targets.iter().all(cross_region) {
             v.push(format!(
-                "{what}: the load balancer reaches a port other than the tunnel"
+                "{what}: the load balancer reaches a port other than the tunnels"
             ));
+        }
+        if kind != "LoadBalancer" && targets.iter().any(|t| t.is_some() && *t == relay_tunnel) {
+            v.push(format!("{what}: a {kind} Service reaches the relay tunnel"));
         }
     }
     if kind == "LoadBalancer" {
-        if ports.len() != 1 {
+        let want = 1 + usize::from(relay_tunnel.is_some());
+        if ports.len() != want {
             v.push(format!(
-                "{what}: the load balancer has {} ports, expected 1",
+                "{what}: the load balancer has {} ports, expected {want}",
                 ports.len()
             ));
+        }
+        if relay_tunnel.is_some() {
+            let endpoint = &topology.regions[region].endpoint;
+            let want = crate::network::relay_port(endpoint).map(i32::from).ok();
+            if ports.get(1).map(|p| p.port) != want {
+                v.push(format!(
+                    "{what}: the load balancer's relay tunnel listener is not on the endpoint's \
+                     port + 1 ({want:?})"
+                ));
+            }
         }
         let want_port = crate::network::split_endpoint(&topology.regions[region].endpoint)
             .map(|(_, p)| i32::from(p))
@@ -573,6 +708,20 @@ fn policy(what: &str, p: &NetworkPolicy, topology: &Topology, v: &mut Vec<String
         {
             v.push(format!(
                 "{what}: the tunnel port admits {blocks:?}, not the topology's source ranges"
+            ));
+        }
+        if ports.contains(&Some(i32::from(pod::RELAY_TUNNEL_PORT)))
+            && (blocks != topology.kubernetes.tunnel_source_ranges || blocks.len() != from.len())
+        {
+            v.push(format!(
+                "{what}: the relay tunnel port admits {blocks:?} (and {} other peers), not the \
+                 topology's source ranges",
+                from.len() - blocks.len()
+            ));
+        }
+        if ports.contains(&Some(i32::from(pod::RELAY_PORT))) {
+            v.push(format!(
+                "{what}: an ingress rule opens the relay's loopback port"
             ));
         }
     }

@@ -83,6 +83,12 @@ pub mod pod {
     pub const DATA: &str = region_spec::pod::DATA;
     /// The agent's state directory on the data volume (its `--state-dir` default).
     pub const STATE_DIR: &str = region_spec::pod::STATE_DIR;
+    /// The relay (`[relay]`), on 127.0.0.1 in the pod only.
+    pub const RELAY_PORT: u16 = region_spec::pod::RELAY_PORT;
+    /// The relay's tunnel server, the load balancer's second port (`[relay]`).
+    pub const RELAY_TUNNEL_PORT: u16 = region_spec::pod::RELAY_TUNNEL_PORT;
+    /// The relay's store, on its own volume (`[relay]`).
+    pub const RELAY_DIR: &str = region_spec::pod::RELAY_DIR;
     /// User and group of Redis and of the init container (the official image's `redis` user).
     pub const REDIS_UID: i64 = 999;
     /// User and group of the agent (the georep image's `nonroot` user).
@@ -101,7 +107,8 @@ pub mod names {
     pub const PRIMARY_SERVICE: &str = "georep-primary";
     /// ClusterIP Service on the agent's Sentinel-compatible port.
     pub const SENTINEL_SERVICE: &str = "georep-sentinel";
-    /// LoadBalancer Service exposing only the tunnel port.
+    /// LoadBalancer Service exposing only the tunnel port (and, with `[relay]`, the relay's
+    /// tunnel port).
     pub const TUNNEL_SERVICE: &str = "georep-tunnel";
     /// Headless Service for metrics (9121); also the StatefulSet's governing Service.
     pub const METRICS_SERVICE: &str = "georep-metrics";
@@ -113,6 +120,10 @@ pub mod names {
     pub const CREDENTIALS_SECRET: &str = "georep-credentials";
     /// The PodDisruptionBudget.
     pub const PDB: &str = "georep";
+    /// The Redis data volume's claim template (claim `data-georep-0`).
+    pub const DATA_VOLUME: &str = "data";
+    /// The relay store's claim template, with `[relay]` (claim `relay-georep-0`).
+    pub const RELAY_VOLUME: &str = "relay";
     /// The directory of the tree holding the secrets base.
     pub const SECRETS_DIR: &str = "secrets";
     /// Label a namespace must carry for its pods to scrape the agents' metrics.
@@ -362,6 +373,11 @@ fn validate(topology: &Topology, options: &Options) -> Result<(), RenderError> {
     for (field, image) in [("image", &k.image), ("redis_image", &k.redis_image)] {
         if let Err(why) = pinned(image) {
             return invalid(format!("kubernetes.{field}: {image:?} {why}"));
+        }
+    }
+    if topology.relay.is_some() {
+        for r in &topology.regions {
+            network::relay_endpoint(&r.endpoint)?;
         }
     }
     if options.tunnel_keys.is_empty() || options.tunnel_keys.len() > MAX_TUNNEL_KEYS {

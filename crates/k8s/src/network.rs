@@ -52,6 +52,27 @@ pub(crate) fn split_endpoint(endpoint: &str) -> Result<(&str, u16), RenderError>
     Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
+/// The load balancer port of region `endpoint`'s relay tunnel (`[relay]`): the endpoint's
+/// port + 1, so that every region's two ports differ from every other's however the endpoints
+/// are chosen (56380 for the default 56379).
+pub(crate) fn relay_port(endpoint: &str) -> Result<u16, RenderError> {
+    let (_, port) = split_endpoint(endpoint)?;
+    port.checked_add(1).ok_or_else(|| {
+        RenderError::Invalid(format!(
+            "endpoint {endpoint:?}: with [relay] the relay tunnel listens on the endpoint's \
+             port + 1, and {port} has none; choose a lower port (56379 is the default)"
+        ))
+    })
+}
+
+/// Where the other regions' relays dial region `endpoint`'s relay: the same host (its load
+/// balancer), on [`relay_port`].
+pub(crate) fn relay_endpoint(endpoint: &str) -> Result<String, RenderError> {
+    let port = relay_port(endpoint)?;
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
+    Ok(format!("{host}:{port}"))
+}
+
 fn service_port(name: &str, port: u16, target: &str) -> ServicePort {
     ServicePort {
         name: Some(name.to_owned()),
@@ -62,6 +83,22 @@ fn service_port(name: &str, port: u16, target: &str) -> ServicePort {
     }
 }
 
+/// The load balancer's ports: the tunnel, and with `[relay]` the relay's tunnel. The relay's
+/// own listener is on 127.0.0.1 and in no Service.
+fn tunnel_ports(topology: &Topology, region: usize) -> Result<Vec<ServicePort>, RenderError> {
+    let endpoint = &topology.regions[region].endpoint;
+    let (_, tunnel_port) = split_endpoint(endpoint)?;
+    let mut ports = vec![service_port("tunnel", tunnel_port, "tunnel")];
+    if topology.relay.is_some() {
+        ports.push(service_port(
+            "relay-tunnel",
+            relay_port(endpoint)?,
+            "relay-tunnel",
+        ));
+    }
+    Ok(ports)
+}
+
 /// `redis` (ClusterIP, 6379), `georep-tunnel` (LoadBalancer, the tunnel port only) and
 /// `georep-metrics` (headless, 9121).
 ///
@@ -70,7 +107,6 @@ fn service_port(name: &str, port: u16, target: &str) -> ServicePort {
 /// the metrics are all better served than refused.
 pub(crate) fn services(topology: &Topology, region: usize) -> Result<Vec<Service>, RenderError> {
     let selector = Some(labels::selector_labels(topology));
-    let (_, tunnel_port) = split_endpoint(&topology.regions[region].endpoint)?;
     let redis = Service {
         metadata: meta(topology, region, names::REDIS_SERVICE, "redis"),
         spec: Some(ServiceSpec {
@@ -89,8 +125,9 @@ pub(crate) fn services(topology: &Topology, region: usize) -> Result<Vec<Service
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".to_owned()),
             selector: selector.clone(),
-            // The port other regions dial is the one in this region's `endpoint`.
-            ports: Some(vec![service_port("tunnel", tunnel_port, "tunnel")]),
+            // The port other regions dial is the one in this region's `endpoint`; their relays
+            // dial the relay tunnel's port on the same load balancer.
+            ports: Some(tunnel_ports(topology, region)?),
             load_balancer_source_ranges: Some(topology.kubernetes.tunnel_source_ranges.clone()),
             // Keep the client's address (no SNAT to a node), so the NetworkPolicy sees it.
             external_traffic_policy: Some("Local".to_owned()),
@@ -182,11 +219,12 @@ fn policy(
 
 /// Default deny for the whole namespace, then what georep's pod needs:
 ///
-/// - in: the application namespaces to 6379; the tunnel sources to the tunnel port; namespaces
-///   labelled `georep.io/scrape-metrics=true` to 9121;
+/// - in: the application namespaces to 6379; the tunnel sources to the tunnel port (and with
+///   `[relay]` the relay tunnel's port); namespaces labelled `georep.io/scrape-metrics=true`
+///   to 9121;
 /// - out: DNS (port 53 anywhere: cluster DNS or a node-local cache) and the other regions'
-///   tunnel endpoints (their port; any address for a DNS name, the address itself for a
-///   literal).
+///   tunnel endpoints (their port, and the relay tunnel's, one above; any address for a DNS
+///   name, the address itself for a literal).
 pub(crate) fn policies(
     topology: &Topology,
     region: usize,
@@ -236,7 +274,12 @@ pub(crate) fn policies(
         georep.clone(),
         Some(vec![NetworkPolicyIngressRule {
             from: Some(k.tunnel_source_ranges.iter().map(|c| ip_block(c)).collect()),
-            ports: Some(vec![tcp(pod::TUNNEL_PORT)]),
+            ports: Some(
+                std::iter::once(pod::TUNNEL_PORT)
+                    .chain(topology.relay.map(|_| pod::RELAY_TUNNEL_PORT))
+                    .map(tcp)
+                    .collect(),
+            ),
         }]),
         None,
     ));
@@ -270,11 +313,17 @@ pub(crate) fn policies(
     let mut literal = BTreeSet::new();
     for r in topology.regions.iter().filter(|r| r.index != region) {
         let (host, port) = split_endpoint(&r.endpoint)?;
-        match host.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => literal.insert((format!("{ip}/32"), port)),
-            Ok(IpAddr::V6(ip)) => literal.insert((format!("{ip}/128"), port)),
-            Err(_) => by_name.insert(port),
+        let relay = match topology.relay {
+            Some(_) => Some(relay_port(&r.endpoint)?),
+            None => None,
         };
+        for port in std::iter::once(port).chain(relay) {
+            match host.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => literal.insert((format!("{ip}/32"), port)),
+                Ok(IpAddr::V6(ip)) => literal.insert((format!("{ip}/128"), port)),
+                Err(_) => by_name.insert(port),
+            };
+        }
     }
     if !by_name.is_empty() {
         egress.push(NetworkPolicyEgressRule {

@@ -22,6 +22,7 @@ use topology::Topology;
 
 use crate::conf::{self, SHUTDOWN_TIMEOUT_SECS, TOPOLOGY_FILE};
 use crate::labels::{self, meta};
+use crate::network;
 use crate::{names, pod, Options, RenderError};
 
 /// Secret files are readable by their group (the pod's fsGroup) and nobody else: 0440.
@@ -110,31 +111,20 @@ pub(crate) fn stateful_set(
         ]),
         containers: vec![
             redis(topology)?,
-            agent(topology, region, options, k.image.clone()),
+            agent(topology, region, options, k.image.clone())?,
         ],
         volumes: Some(volumes(options)),
         ..PodSpec::default()
     };
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some("data".to_owned()),
-            labels: Some(labels::stable(topology, region, "redis")),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-            storage_class_name: Some(k.storage_class.clone()),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    Quantity(k.storage_size.clone()),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    };
+    let mut claims = vec![claim(topology, region, names::DATA_VOLUME, &k.storage_size)];
+    if topology.relay.is_some() {
+        claims.push(claim(
+            topology,
+            region,
+            names::RELAY_VOLUME,
+            &relay_storage(topology)?,
+        ));
+    }
     Ok(StatefulSet {
         metadata: meta(topology, region, names::STATEFUL_SET, "redis"),
         spec: Some(StatefulSetSpec {
@@ -156,11 +146,70 @@ pub(crate) fn stateful_set(
                     when_scaled: Some("Retain".to_owned()),
                 },
             ),
-            volume_claim_templates: Some(vec![claim]),
+            volume_claim_templates: Some(claims),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
     })
+}
+
+/// A volume claim template of the topology's storage class.
+fn claim(topology: &Topology, region: usize, name: &str, size: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels::stable(topology, region, "redis")),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: Some(topology.kubernetes.storage_class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.to_owned()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The relay store's segment size (the agent's): retention deletes whole segments.
+const RELAY_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Without `maxmemory`, the most a dataset (and so its RDB) can hold: Redis's memory limit.
+const REDIS_DEFAULT_LIMIT_BYTES: u64 = 4 << 30;
+
+/// The relay volume's size, in whole GiB, from the retention (docs/relay.md, "Sizing the
+/// retention"): the stream it keeps (the retention in bytes, or `redis.write_rate` × the
+/// retention's age), two RDBs (a new one is written beside the old until it is complete; an RDB
+/// is at most the dataset: `maxmemory`, else Redis's memory limit) and two segments (retention
+/// deletes whole ones, and one is being written).
+pub(crate) fn relay_storage(topology: &Topology) -> Result<String, RenderError> {
+    const GIB: u64 = 1 << 30;
+    let Some(relay) = &topology.relay else {
+        return Err(RenderError::Internal("no [relay] to size".into()));
+    };
+    let stream = match relay.retention {
+        topology::RelayRetention::Bytes(b) => b,
+        topology::RelayRetention::Age(age) => topology
+            .redis
+            .write_rate_bytes_per_sec
+            .saturating_mul(age.as_secs().max(1)),
+    };
+    let rdb = match &topology.redis.maxmemory {
+        Some(max) => conf::redis_bytes(max).ok_or_else(|| {
+            RenderError::Invalid(format!("redis.maxmemory {max:?} is not a size"))
+        })?,
+        None => REDIS_DEFAULT_LIMIT_BYTES,
+    };
+    let bytes = stream
+        .saturating_add(rdb.saturating_mul(2))
+        .saturating_add(2 * RELAY_SEGMENT_BYTES);
+    Ok(format!("{}Gi", bytes.div_ceil(GIB)))
 }
 
 /// At most one disruption at a time, and with one pod that means: a drain waits for the
@@ -313,7 +362,12 @@ fn service_addr(topology: &Topology, service: &str, port: u16) -> String {
     format!("{service}.{}.svc:{port}", topology.kubernetes.namespace)
 }
 
-fn agent(topology: &Topology, region: usize, options: &Options, image: String) -> Container {
+fn agent(
+    topology: &Topology,
+    region: usize,
+    options: &Options,
+    image: String,
+) -> Result<Container, RenderError> {
     // One key: the agent's default path. During a rotation, every key, the dialling one first.
     let keys = if options.tunnel_keys.len() > 1 {
         (0..options.tunnel_keys.len())
@@ -344,28 +398,50 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         operator_token_files: vec![pod::OPERATOR_TOKEN.to_owned()],
         ..region_spec::AgentFlags::default()
     };
+    let flags = match topology.relay {
+        None => flags,
+        Some(_) => region_spec::AgentFlags {
+            // Only the local Redis and the relay tunnel server, both in the pod, connect.
+            relay_listen: Some(format!("127.0.0.1:{}", pod::RELAY_PORT)),
+            relay_tunnel_listen: Some(format!("[0.0.0.0]:{}", pod::RELAY_TUNNEL_PORT)),
+            relay_peer_endpoints: topology
+                .regions
+                .iter()
+                .filter(|r| r.index != region)
+                .map(|r| Ok((r.name.clone(), network::relay_endpoint(&r.endpoint)?)))
+                .collect::<Result<_, RenderError>>()?,
+            relay_dir: Some(pod::RELAY_DIR.to_owned()),
+            ..flags
+        },
+    };
     let mut args = flags.args();
     args.extend(["--redis-conf".to_owned(), pod::REDIS_CONF.to_owned()]);
-    Container {
+    let mut ports = vec![
+        port("tunnel", pod::TUNNEL_PORT),
+        port("metrics", pod::HTTP_PORT),
+        port("primary", pod::PRIMARY_ENDPOINT_PORT),
+        port("sentinel", pod::SENTINEL_PORT),
+    ];
+    let mut mounts = vec![
+        mount("georep", "/etc/georep", true),
+        // The agent's own state (what it has learned about epochs and the primary) lives
+        // on the data volume, beside Redis's data, so it survives a restart with it.
+        mount(names::DATA_VOLUME, pod::DATA, false),
+        // Rewritten on every change of primary, so a restarted Redis container starts in
+        // its current role.
+        mount("redis-config", pod::REDIS_CONF_DIR, false),
+    ];
+    if topology.relay.is_some() {
+        ports.push(port("relay-tunnel", pod::RELAY_TUNNEL_PORT));
+        mounts.push(mount(names::RELAY_VOLUME, pod::RELAY_DIR, false));
+    }
+    Ok(Container {
         name: "georep-agent".to_owned(),
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         args: Some(args),
-        ports: Some(vec![
-            port("tunnel", pod::TUNNEL_PORT),
-            port("metrics", pod::HTTP_PORT),
-            port("primary", pod::PRIMARY_ENDPOINT_PORT),
-            port("sentinel", pod::SENTINEL_PORT),
-        ]),
-        volume_mounts: Some(vec![
-            mount("georep", "/etc/georep", true),
-            // The agent's own state (what it has learned about epochs and the primary) lives
-            // on the data volume, beside Redis's data, so it survives a restart with it.
-            mount("data", pod::DATA, false),
-            // Rewritten on every change of primary, so a restarted Redis container starts in
-            // its current role.
-            mount("redis-config", pod::REDIS_CONF_DIR, false),
-        ]),
+        ports: Some(ports),
+        volume_mounts: Some(mounts),
         startup_probe: Some(probe_http("/healthz", 2, 30)),
         liveness_probe: Some(probe_http("/healthz", 10, 3)),
         readiness_probe: Some(probe_http("/readyz", 5, 2)),
@@ -385,7 +461,7 @@ fn agent(topology: &Topology, region: usize, options: &Options, image: String) -
         // The agent is not Redis: its own user, with the pod's fsGroup to read the Secrets.
         security_context: Some(restricted(pod::AGENT_UID)),
         ..Container::default()
-    }
+    })
 }
 
 /// Writes the ACL file from the passwords at every pod start. Runs as Redis's user so the file

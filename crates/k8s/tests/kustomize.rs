@@ -137,7 +137,11 @@ fn references_resolve(objects: &[Object], what: &str) {
 /// Renders an example, applies kustomize to every region with test secrets, and checks it all.
 fn kustomize_example(name: &str, options: &Options) {
     let (top, text) = example(name);
-    let tree = render(&top, &text, options);
+    kustomize_topology(name, &top, &text, options);
+}
+
+fn kustomize_topology(name: &str, top: &topology::Topology, text: &str, options: &Options) {
+    let tree = render(top, text, options);
     let out = tempfile::tempdir().unwrap();
     tree.write(out.path()).unwrap();
     let secrets = Secrets::create(out.path(), options);
@@ -147,7 +151,7 @@ fn kustomize_example(name: &str, options: &Options) {
         let yaml = kustomize(&out.path().join(&region.name));
 
         let objects = check::parse(&yaml).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let problems = check::security(&objects, &top, region.index);
+        let problems = check::security(&objects, top, region.index);
         assert!(problems.is_empty(), "{what}: {problems:#?}");
         references_resolve(&objects, &what);
         for o in &objects {
@@ -242,6 +246,22 @@ fn two_regions_kustomize_validate_and_keep_secrets_out() {
 #[test]
 fn three_regions_kustomize_validate_and_keep_secrets_out() {
     kustomize_example("three-regions.toml", &Options::default());
+}
+
+/// With `[relay]`: the relay's claim template, port and policies pass kustomize, the strict
+/// schema validation and the security checks too.
+#[test]
+fn a_relay_topology_kustomizes_and_validates() {
+    let (_, text) = example("aws-two-regions.toml");
+    let text = format!("{text}\n[relay]\nretention = \"6h\"\n");
+    let top = topology::Topology::parse(&text, Path::new("aws-two-regions-relay.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    kustomize_topology(
+        "aws-two-regions.toml + [relay]",
+        &top,
+        &text,
+        &Options::default(),
+    );
 }
 
 #[test]

@@ -164,12 +164,21 @@ impl Cluster {
         &self.layout
     }
 
-    /// The emulated link carrying region `from`'s traffic towards region `to`.
+    /// The emulated link carrying region `from`'s Redis stream towards region `to`.
     pub fn link(&self, from: usize, to: usize) -> Option<&LinkHandle> {
+        self.wan_link(from, to, Stream::Redis)
+    }
+
+    /// The emulated link carrying region `from`'s relay towards region `to`'s (`[relay]`).
+    pub fn relay_link(&self, from: usize, to: usize) -> Option<&LinkHandle> {
+        self.wan_link(from, to, Stream::Relay)
+    }
+
+    fn wan_link(&self, from: usize, to: usize, stream: Stream) -> Option<&LinkHandle> {
         self.links
             .iter()
-            .find(|(f, t, _)| (*f, *t) == (from, to))
-            .map(|(_, _, l)| l)
+            .find(|l| (l.from, l.to, l.stream) == (from, to, stream))
+            .map(|l| &l.handle)
     }
 
     /// Cuts (or heals) both directions between two regions.
@@ -296,8 +305,8 @@ impl Cluster {
         drop(regions);
         self.stop_tx.send_replace(true);
         // Release every port before returning, so the cluster can start again at once.
-        for (_, _, link) in self.links.iter() {
-            link.stopped().await;
+        for link in self.links.iter() {
+            link.handle.stopped().await;
         }
         if let Some(control) = self.control.lock().await.take() {
             let _ = control.await;

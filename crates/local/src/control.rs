@@ -29,12 +29,20 @@ pub struct LinkView {
     pub from: String,
     /// Region it reaches.
     pub to: String,
+    /// The stream it carries: `redis` (Redis replication through the tunnels) or `relay`
+    /// (relay to relay, `[relay]`). Absent from older `georep up`s, which had only `redis`.
+    #[serde(default = "redis_stream")]
+    pub stream: String,
     /// Whether it is cut.
     pub cut: bool,
     /// Bytes delivered towards `to`.
     pub bytes_up: u64,
     /// Bytes delivered back towards `from`.
     pub bytes_down: u64,
+}
+
+fn redis_stream() -> String {
+    "redis".to_owned()
 }
 
 pub(crate) async fn serve(
@@ -73,12 +81,13 @@ async fn list_links(State(ctx): State<Ctx>) -> Json<Vec<LinkView>> {
     Json(
         ctx.links
             .iter()
-            .map(|(f, t, l)| {
-                let s = l.stats();
+            .map(|l| {
+                let s = l.handle.stats();
                 LinkView {
-                    from: ctx.topology.regions[*f].name.clone(),
-                    to: ctx.topology.regions[*t].name.clone(),
-                    cut: l.is_cut(),
+                    from: ctx.topology.regions[l.from].name.clone(),
+                    to: ctx.topology.regions[l.to].name.clone(),
+                    stream: l.stream.name().to_owned(),
+                    cut: l.handle.is_cut(),
                     bytes_up: s.bytes_up,
                     bytes_down: s.bytes_down,
                 }

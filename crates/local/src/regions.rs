@@ -9,9 +9,18 @@ use topology::Topology;
 use wan::LinkHandle;
 
 use crate::process::Supervised;
+use crate::wan_links::Stream;
 
-/// The emulated links: (from, to, handle).
-pub(crate) type Links = Arc<Vec<(usize, usize, LinkHandle)>>;
+/// One emulated WAN link: the traffic of region `from` towards region `to`, for one stream.
+pub(crate) struct WanLink {
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) stream: Stream,
+    pub(crate) handle: LinkHandle,
+}
+
+/// The emulated links, Redis streams first.
+pub(crate) type Links = Arc<Vec<WanLink>>;
 
 pub(crate) struct RegionProcs {
     pub(crate) redis: Supervised,
@@ -31,8 +40,14 @@ pub struct Pids {
     pub agent: Option<u32>,
 }
 
-pub(crate) fn set_cut(links: &[(usize, usize, LinkHandle)], a: usize, b: usize, cut: bool) {
-    for (f, t, l) in links {
+pub(crate) fn set_cut(links: &[WanLink], a: usize, b: usize, cut: bool) {
+    for WanLink {
+        from: f,
+        to: t,
+        handle: l,
+        ..
+    } in links
+    {
         if (*f, *t) == (a, b) || (*f, *t) == (b, a) {
             if cut {
                 l.cut();

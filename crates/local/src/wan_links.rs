@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use tokio::sync::watch;
 use topology::Topology;
-use wan::{Link, LinkHandle, LinkParams};
+use wan::{Link, LinkParams};
+
+use crate::regions::WanLink;
 
 /// Which stream a set of links carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,11 +20,21 @@ pub(crate) enum Stream {
     Relay,
 }
 
+impl Stream {
+    /// The name `georep link list` and `GET /links` show.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Relay => "relay",
+        }
+    }
+}
+
 /// Binds and spawns a link for every ordered pair of regions, appending them to `links`.
 pub(crate) async fn spawn(
     topology: &Topology,
     stream: Stream,
-    links: &mut Vec<(usize, usize, LinkHandle)>,
+    links: &mut Vec<WanLink>,
     stop: &watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let n = topology.regions.len();
@@ -52,11 +64,12 @@ pub(crate) async fn spawn(
                 "{prefix}{}->{}",
                 topology.regions[from].name, topology.regions[to].name
             );
-            links.push((
+            links.push(WanLink {
                 from,
                 to,
-                Link::spawn(name, listener, upstream, params, stop.clone()),
-            ));
+                stream,
+                handle: Link::spawn(name, listener, upstream, params, stop.clone()),
+            });
         }
     }
     Ok(())

@@ -365,3 +365,95 @@ async fn a_promoted_primary_restarted_keeps_every_acknowledged_write() {
         acked.len()
     );
 }
+
+/// With `[relay]`: each pod runs its relay (store on its own volume), the replica region's Redis
+/// replicates from its local relay, fed through the relay tunnels (the load balancers' second
+/// port), and a planned switchover through the relays loses no acknowledged write and causes no
+/// full resync.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_regions_replicate_and_switch_over_through_the_relays() {
+    if !podman_or_skip("two_regions_replicate_and_switch_over_through_the_relays") {
+        return;
+    }
+    let _serial = serial().await;
+    let started = Instant::now();
+    let cluster = Cluster::start_with("aws-two-regions.toml", "\n[relay]\nretention = \"1GiB\"\n");
+    let (use1, euc1) = (cluster.index("us-east-1"), cluster.index("eu-central-1"));
+    cluster.wait_ready().await;
+    cluster.wait_primary("us-east-1").await;
+    writes_replicate(&cluster, use1, "hello-relay").await;
+    // The replica's Redis follows the relay in its own pod; the primary's only replica is its
+    // relay.
+    let replication = info(&cluster, euc1, "replication").await;
+    assert_eq!(
+        replication.int("master_port"),
+        Some(i64::from(k8s::pod::RELAY_PORT)),
+        "{replication:?}"
+    );
+    let relays = |i: usize| -> Option<serde_json::Value> {
+        let out = cluster.georep_in_pod(i, &["status", "--json"]).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v["regions"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == cluster.names[i].as_str())
+            .map(|r| r["relay"].clone())
+    };
+    testkit::eventually(
+        "the replica region's relay streams from us-east-1's",
+        || async {
+            let r = relays(euc1)?;
+            (r["upstream"] == "us-east-1" && r["upstream_connected"] == true).then_some(())
+        },
+    )
+    .await;
+    let full = |s: &resp::Info| s.int("sync_full").unwrap();
+    let fulls =
+        full(&info(&cluster, use1, "stats").await) + full(&info(&cluster, euc1, "stats").await);
+
+    let addrs = vec![cluster.redis_addr(use1), cluster.redis_addr(euc1)];
+    let history = History::start(addrs, cluster.app_login());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let change = switchover(&cluster, use1, "eu-central-1");
+    assert_eq!(change["to"], "eu-central-1", "{change}");
+    cluster.wait_primary("eu-central-1").await;
+    testkit::eventually("the relays re-pointed", || async {
+        let p = relays(euc1)?;
+        let r = relays(use1)?;
+        (p["upstream"] == "redis"
+            && r["upstream"] == "eu-central-1"
+            && r["upstream_connected"] == true)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = history.stop().await;
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    let lost = missing(&cluster, euc1, &acked).await;
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
+    testkit::eventually("the old primary holds every acknowledged write", || async {
+        missing(&cluster, use1, &acked)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let after =
+        full(&info(&cluster, use1, "stats").await) + full(&info(&cluster, euc1, "stats").await);
+    assert_eq!(after, fulls, "a full resync through the relays");
+    writes_replicate(&cluster, euc1, "after-relay-switchover").await;
+    eprintln!(
+        "relays: {} writes through a switchover, none lost; {:.1}s",
+        acked.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -45,6 +45,8 @@ pub struct AgentFlags {
     pub relay_tunnel_listen: Option<String>,
     /// `--relay-peer-endpoint REGION=ADDR`, repeated: each other region's relay tunnel.
     pub relay_peer_endpoints: Vec<(String, String)>,
+    /// `--relay-dir DIR`: the relay's store (default `<state-dir>/relay`).
+    pub relay_dir: Option<String>,
 }
 
 impl AgentFlags {
@@ -111,6 +113,9 @@ impl AgentFlags {
         for (region, addr) in &self.relay_peer_endpoints {
             flag("relay-peer-endpoint", format!("{region}={addr}"));
         }
+        if let Some(v) = &self.relay_dir {
+            flag("relay-dir", v.clone());
+        }
         args
     }
 }
@@ -159,6 +164,7 @@ mod tests {
             relay_listen: Some("127.0.0.1:17106".into()),
             relay_tunnel_listen: Some("[127.0.0.1]:17107".into()),
             relay_peer_endpoints: vec![("us".into(), "[127.0.0.1]:17190".into())],
+            relay_dir: Some("/var/lib/georep/relay".into()),
             ..AgentFlags::default()
         };
         assert_eq!(
@@ -169,7 +175,9 @@ mod tests {
                 "--relay-tunnel-listen",
                 "[127.0.0.1]:17107",
                 "--relay-peer-endpoint",
-                "us=[127.0.0.1]:17190"
+                "us=[127.0.0.1]:17190",
+                "--relay-dir",
+                "/var/lib/georep/relay"
             ]
         );
     }

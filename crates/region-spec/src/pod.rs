@@ -29,18 +29,29 @@ pub const ACL_FILE: &str = "/run/georep/acl/users.acl";
 pub const DATA: &str = "/data";
 /// The agent's state directory (its `--state-dir` default), on the data volume.
 pub const STATE_DIR: &str = "/data/georep";
+/// The region's replication relay (topologies with `[relay]`), run by the agent on 127.0.0.1:
+/// only the local Redis and the relay's tunnel server, both in the pod, connect to it. In no
+/// Service, no NetworkPolicy and no container port.
+pub const RELAY_PORT: u16 = 6390;
+/// The relay's tunnel server in the pod: the other regions' relays dial it through the load
+/// balancer (the region's `endpoint` host, on the endpoint's port + 1).
+pub const RELAY_TUNNEL_PORT: u16 = 56380;
+/// The relay's store (`--relay-dir`): a persistent volume of its own, so the backlog survives a
+/// pod restart and filling it can never stop Redis from writing its AOF.
+pub const RELAY_DIR: &str = "/var/lib/georep/relay";
 
 /// The redis.conf of region `region` in its pod, given the region its agent last knew as
 /// primary (its state file, else the topology's).
 ///
 /// It mirrors what `georep up` writes (`crates/local/src/layout.rs`), in the pod's layout: the
 /// believed primary starts fenced with its AOF (the durable copy after a crash); every other
-/// region starts as its replica through the local tunnel client (`127.0.0.1:16000+i`), so it
-/// never accepts a write, even before its agent runs. Written at every pod start and on every
-/// change of primary, so a restarted Redis container starts in its current role, never the
-/// role at render time. Users come from the ACL file; no password is in this file. Redis
-/// listens on every address because in-cluster clients come through the `redis` Service; the
-/// default user is off, so an unauthenticated client gets `NOAUTH`.
+/// region starts as its replica through the local tunnel client (`127.0.0.1:16000+i`), or with
+/// `[relay]` of the region's relay ([`RELAY_PORT`]), so it never accepts a write, even before
+/// its agent runs. Written at every pod start and on every change of primary, so a restarted
+/// Redis container starts in its current role, never the role at render time. Users come from
+/// the ACL file; no password is in this file. Redis listens on every address because
+/// in-cluster clients come through the `redis` Service; the default user is off, so an
+/// unauthenticated client gets `NOAUTH`.
 pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) -> String {
     use crate::redis_conf::{settings, StartAs};
     let name = &topology.regions[region].name;
@@ -63,7 +74,11 @@ pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) 
         StartAs::Primary { append_only: true }
     } else {
         StartAs::Replica {
-            primary_port: topology::pod_peer_port(primary),
+            // With a relay, a replica region's Redis replicates from the local relay.
+            primary_port: match topology.relay {
+                Some(_) => RELAY_PORT,
+                None => topology::pod_peer_port(primary),
+            },
         }
     };
     header + &settings(topology, start)

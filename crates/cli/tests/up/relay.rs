@@ -1,12 +1,16 @@
 //! `georep up` with `[relay]`: a replication relay in every region, in the agent. A WAN cut that
-//! overruns Redis's own backlog heals without a full resync, and planned switchovers through the
-//! relays lose no acknowledged write and cause no full resync.
+//! overruns Redis's own backlog heals without a full resync; 20 planned switchovers through the
+//! relays lose no acknowledged write and cause no full resync; a forced promotion after the
+//! primary region is killed keeps every write that reached the survivor (redis-py writing); a
+//! stopped and restarted `georep up` resumes from the relays' disks with partial resyncs.
 
 use std::time::{Duration, Instant};
 
 use resp::Value;
 
-use crate::failover::{assert_acked_everywhere, full_syncs, georep, text, wait_primary, History};
+use crate::failover::{
+    assert_acked_everywhere, full_syncs, georep, missing, text, wait_primary, History,
+};
 use crate::harness::*;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
@@ -17,6 +21,20 @@ const RELAY_TOPOLOGY: &str = "[redis]\nwrite_rate = \"1KB/s\"\noutage_budget = \
                               [relay]\nretention = \"1GiB\"\n";
 
 const SERVED_FULL: &str = "georep_relay_syncs_served_total{kind=\"full\"}";
+const SERVED_PARTIAL: &str = "georep_relay_syncs_served_total{kind=\"partial\"}";
+const UPSTREAM_FULL: &str = "georep_relay_upstream_full_syncs_total";
+
+/// Planned switchovers in a row (each one a direction: ten round trips).
+const SWITCHOVERS: usize = 20;
+
+/// Relay full syncs, taken and served, over both regions.
+async fn relay_fulls(env: &Env) -> i64 {
+    let mut n = 0;
+    for i in 0..2 {
+        n += metric(env, i, UPSTREAM_FULL).await + metric(env, i, SERVED_FULL).await;
+    }
+    n
+}
 
 async fn int(env: &Env, i: usize, section: &str, field: &str) -> i64 {
     let info = env.admin(i).await.info(&[section]).await.unwrap();
@@ -203,10 +221,11 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fulls = full_syncs(&env, 2).await;
-    let relay_fulls = metric(&env, 1, "georep_relay_upstream_full_syncs_total").await
-        + metric(&env, 0, "georep_relay_upstream_full_syncs_total").await;
+    let relay_fulls_before = relay_fulls(&env).await;
+    let started = Instant::now();
     let mut primary = 0;
-    for to in [1, 0] {
+    for n in 0..SWITCHOVERS {
+        let to = 1 - primary;
         let out = georep(&[
             "failover",
             "--to",
@@ -218,7 +237,7 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
         .await;
         assert!(
             out.status.success(),
-            "switchover to {}: {}",
+            "switchover {n} to {}: {}",
             REGIONS[to],
             text(&out)
         );
@@ -235,10 +254,16 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
         })
         .await;
     }
+    let took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = history.stop().await;
+    eprintln!(
+        "relay: {SWITCHOVERS} switchovers through the relays in {took:?} ({:?} each, relays \
+         re-pointed included)",
+        took / SWITCHOVERS as u32
+    );
     assert!(
-        acked.len() > 1000,
+        acked.len() > 10_000,
         "only {} writes acknowledged",
         acked.len()
     );
@@ -250,10 +275,9 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
         "a switchover caused a full resync"
     );
     assert_eq!(
-        metric(&env, 1, "georep_relay_upstream_full_syncs_total").await
-            + metric(&env, 0, "georep_relay_upstream_full_syncs_total").await,
-        relay_fulls,
-        "a relay took a full resync"
+        relay_fulls(&env).await,
+        relay_fulls_before,
+        "a relay took or served a full resync"
     );
     let mut replids = Vec::new();
     for i in 0..2 {
@@ -261,4 +285,267 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
         replids.push(info.get("master_replid").unwrap().to_owned());
     }
     assert_eq!(replids[0], replids[1]);
+}
+
+/// redis-py writing sequenced keys one by one (`py:N` = `py:N`) to the first region that takes
+/// them, moving to the next on any error (READONLY, NOREPLICAS, a dead server). stdin: `count`
+/// → how many were acknowledged and by which region the last; `stop` → every acknowledged key
+/// with the region (index into the ports) that acknowledged it.
+const PY_WRITER: &str = r#"
+import json, sys, threading, time
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+ports = [int(p) for p in sys.argv[1].split(",")]
+pw = open(sys.argv[2]).read().strip()
+acked = []
+errors = {"n": 0, "last": ""}
+run = {"on": True}
+
+def writer():
+    at, seq, r = 0, 0, None
+    while run["on"]:
+        if r is None:
+            # No retries inside redis-py: on any error the writer moves to the next region.
+            r = redis.Redis(host="127.0.0.1", port=ports[at], username="app", password=pw,
+                            socket_timeout=2, socket_connect_timeout=1,
+                            retry=Retry(NoBackoff(), 0))
+        k = f"py:{seq}"
+        seq += 1
+        try:
+            ok = r.set(k, k) is True
+        except Exception as e:
+            ok = False
+            errors["n"] += 1
+            errors["last"] = f"{ports[at]}: {e!r}"
+        if ok:
+            acked.append([k, at])
+        else:
+            r.close()
+            r = None
+            at = (at + 1) % len(ports)
+            time.sleep(0.005)
+
+t = threading.Thread(target=writer)
+t.start()
+print(json.dumps({"step": "started"}))
+for line in sys.stdin:
+    word = line.strip()
+    if word == "count":
+        last = acked[-1] if acked else None
+        print(json.dumps({"step": "count", "acked": len(acked), "last": last, "errors": errors}))
+    elif word == "stop":
+        run["on"] = False
+        t.join()
+        print(json.dumps({"step": "stopped", "acked": acked}))
+        break
+"#;
+
+/// Asks the writer how far it got: (acknowledged writes, the last key and its region).
+async fn count(py: &mut testkit::python::Script) -> (u64, Option<(String, u64)>) {
+    py.send("count").await;
+    let v = py.step("count").await;
+    let last = v["last"]
+        .as_array()
+        .map(|l| (l[0].as_str().unwrap().to_owned(), l[1].as_u64().unwrap()));
+    (v["acked"].as_u64().unwrap(), last)
+}
+
+/// Which of `keys` region `i` holds (each key's value is the key).
+async fn present(env: &Env, i: usize, keys: &[String]) -> Vec<bool> {
+    let lost = missing(env, i, keys).await;
+    let lost: std::collections::HashSet<&String> = lost.iter().collect();
+    keys.iter().map(|k| !lost.contains(k)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_promotion_through_the_relays_keeps_every_write_that_reached_the_survivor() {
+    let env = start().await;
+    let topology = env.topology.display().to_string();
+    let password = env.cluster.layout().secrets().join("app.password");
+    let ports = format!("{},{}", env.redis_addr(0).port(), env.redis_addr(1).port());
+    let mut py = testkit::python::Script::start(PY_WRITER, &[&ports, password.to_str().unwrap()]);
+    py.step("started").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A write known to have crossed both relays before the primary region dies.
+    let (_, last) = count(&mut py).await;
+    let (mark, at) = last.expect("no write acknowledged");
+    assert_eq!(at, 0, "the first writes go to the primary");
+    testkit::eventually("the mark reached the replica region", || async {
+        let v = env.admin(1).await.cmd(&["GET", &mark]).await.ok()?;
+        (v.text().as_deref() == Some(mark.as_str())).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // kill -9 of us-east-1's Redis and agent (its relay with it), under the writes.
+    env.cluster.kill_region(0).await;
+    let t = Instant::now();
+    let out = georep(&["promote", REGIONS[1], "--force", &topology]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let promoted = t.elapsed();
+    // Writes resume: the writer finds eu-central-1 writable.
+    loop {
+        if count(&mut py).await.1.is_some_and(|(_, at)| at == 1) {
+            break;
+        }
+        assert!(
+            t.elapsed() < testkit::patience(),
+            "writes did not resume on the promoted region"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resumed = t.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    py.send("stop").await;
+    let v = py.step("stopped").await;
+    py.finish().await;
+    let acked: Vec<(String, u64)> = v["acked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a[0].as_str().unwrap().to_owned(), a[1].as_u64().unwrap()))
+        .collect();
+    let by = |region: u64| -> Vec<String> {
+        acked
+            .iter()
+            .filter(|(_, r)| *r == region)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let (before, after) = (by(0), by(1));
+    assert!(
+        after.len() > 100,
+        "only {} writes after the promotion",
+        after.len()
+    );
+    // One writer, one connection: the stream carried the primary's writes in order, so the
+    // survivor holds a prefix of them, with no hole, reaching at least the mark.
+    let held = present(&env, 1, &before).await;
+    let reached = held.iter().rposition(|h| *h).map_or(0, |i| i + 1);
+    let holes: Vec<&String> = before[..reached]
+        .iter()
+        .zip(&held)
+        .filter(|(_, h)| !**h)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        holes.is_empty(),
+        "{} writes acknowledged before the kill are missing below the last one that reached \
+         eu-central-1, e.g. {:?}",
+        holes.len(),
+        &holes[..holes.len().min(5)]
+    );
+    let mark_at = before.iter().position(|k| *k == mark).unwrap();
+    assert!(reached > mark_at, "the mark {mark} is gone");
+    let lost = missing(&env, 1, &after).await;
+    assert!(
+        lost.is_empty(),
+        "{} writes after the promotion lost",
+        lost.len()
+    );
+    eprintln!(
+        "relay: forced promotion: `promote --force` took {promoted:?}, redis-py's writes resumed \
+         {resumed:?} after it started; {} of {} writes acknowledged by the killed primary \
+         reached the survivor (any others were in flight), {} after",
+        reached,
+        before.len(),
+        after.len()
+    );
+
+    // The old primary region comes back as a replica through the relays and converges.
+    env.cluster.start_region(0).await.unwrap();
+    wait_primary(&env, 1, &REGIONS).await;
+    let survivor: Vec<String> = before[..reached].iter().chain(&after).cloned().collect();
+    testkit::eventually(
+        "the returned region holds the survivor's writes",
+        || async { missing(&env, 0, &survivor).await.is_empty().then_some(()) },
+    )
+    .await;
+    let unreached: Vec<String> = before[reached..].to_vec();
+    let resurrected = present(&env, 0, &unreached).await;
+    assert!(
+        !resurrected.contains(&true),
+        "the returned region kept writes the survivor never had"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_up_resumes_from_the_relays_disks_with_partial_resyncs() {
+    let env = start().await;
+    let topology = env.topology.display().to_string();
+    // `georep link list`: each region pair's two streams, told apart.
+    let out = georep(&["link", "list", &topology]).await;
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(lines[0].contains("STREAM"), "{shown}");
+    for (from, to) in [(REGIONS[0], REGIONS[1]), (REGIONS[1], REGIONS[0])] {
+        for stream in ["redis", "relay"] {
+            let n = lines
+                .iter()
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() == 6 && f[..4] == [from, to, stream, "up"]
+                })
+                .count();
+            assert_eq!(n, 1, "{from} → {to} {stream}: {shown}");
+        }
+    }
+    let mut app = env.app(0).await;
+    for i in 0..2000 {
+        app.cmd(&["SET", &format!("before:{i}"), "x"])
+            .await
+            .unwrap();
+    }
+    env.wait_converged_with_primary().await;
+    // Cut: both streams of the pair are cut, and the JSON says which is which.
+    let cut = georep(&["link", "cut", REGIONS[0], REGIONS[1], &topology]).await;
+    assert!(cut.status.success(), "{}", text(&cut));
+    let out = georep(&["link", "list", "--json", &topology]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let links = links.as_array().unwrap();
+    assert_eq!(links.len(), 4, "{links:?}");
+    for stream in ["redis", "relay"] {
+        let of: Vec<_> = links.iter().filter(|l| l["stream"] == stream).collect();
+        assert_eq!(of.len(), 2, "{links:?}");
+        assert!(of.iter().all(|l| l["cut"] == true), "{links:?}");
+    }
+    assert!(links
+        .iter()
+        .any(|l| l["stream"] == "relay" && l["bytes_up"].as_u64() > Some(0)));
+    let heal = georep(&["link", "heal", REGIONS[0], REGIONS[1], &topology]).await;
+    assert!(heal.status.success(), "{}", text(&heal));
+    env.wait_link(1, "up").await;
+
+    let env = env.restart().await;
+    wait_primary(&env, 0, &REGIONS).await;
+    let mut app = env.app(0).await;
+    for i in 0..500 {
+        app.cmd(&["SET", &format!("after:{i}"), "x"]).await.unwrap();
+    }
+    env.wait_converged_with_primary().await;
+    // Counters start again with the processes: any full sync since the restart would show.
+    for i in 0..2 {
+        let info = env.admin(i).await.info(&["stats"]).await.unwrap();
+        assert_eq!(
+            info.int("sync_full"),
+            Some(0),
+            "region {i} served a full resync"
+        );
+        assert_eq!(
+            metric(&env, i, UPSTREAM_FULL).await,
+            0,
+            "region {i}'s relay"
+        );
+        assert_eq!(metric(&env, i, SERVED_FULL).await, 0, "region {i}'s relay");
+    }
+    // The primary's relay resumed from its disk (a partial resync from the primary's Redis),
+    // the replica region's relay served its Redis a partial one.
+    let info = env.admin(0).await.info(&["stats"]).await.unwrap();
+    assert!(info.int("sync_partial_ok").unwrap() >= 1, "{info:?}");
+    assert!(metric(&env, 1, SERVED_PARTIAL).await >= 1);
+    assert!(metric(&env, 0, SERVED_PARTIAL).await >= 1);
 }

@@ -102,7 +102,13 @@ fn local_topology(example: &str) -> String {
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
     let regions = doc["region"].as_array_of_tables_mut().unwrap();
     for r in regions.iter_mut() {
-        let port = testkit::free_addr().port();
+        // With [relay], the relay tunnel's stand-in load balancer port is the one above.
+        let port = loop {
+            let port = testkit::free_addr().port();
+            if port < u16::MAX && std::net::TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
+                break port;
+            }
+        };
         r["endpoint"] = toml_edit::value(format!("host.containers.internal:{port}"));
     }
     doc["kubernetes"]["image"] = toml_edit::value(GEOREP_IMAGE);
@@ -147,8 +153,13 @@ impl Rendered {
     /// Renders `example` with its endpoints at `host.containers.internal:<free port>` and the
     /// local images, and writes a tunnel key and passwords where the operator would.
     pub fn new(example: &str) -> Self {
+        Self::with(example, "")
+    }
+
+    /// Like [`Rendered::new`], with `extra` (a `[relay]` section…) appended to the topology.
+    pub fn with(example: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let text = local_topology(example);
+        let text = local_topology(example) + extra;
         let topology = dir.path().join(example);
         std::fs::write(&topology, &text).unwrap();
         let top = topology::Topology::load(&topology).unwrap();
@@ -189,8 +200,13 @@ impl Cluster {
     /// Renders `example` (endpoints and images made local), creates the secrets, builds the
     /// images, and starts every region's pod from `kubectl kustomize` output.
     pub fn start(example: &str) -> Self {
+        Self::start_with(example, "")
+    }
+
+    /// Like [`Cluster::start`], with `extra` appended to the topology.
+    pub fn start_with(example: &str, extra: &str) -> Self {
         podrun::remove_leftovers();
-        let r = Rendered::new(example);
+        let r = Rendered::with(example, extra);
         build_images(&r.topology);
         let mut pods = Vec::new();
         for (i, name) in r.names.iter().enumerate() {
