@@ -41,7 +41,11 @@ pub const STATE_DIR: &str = "/data/georep";
 /// role at render time. Users come from the ACL file; no password is in this file. Redis
 /// listens on every address because in-cluster clients come through the `redis` Service; the
 /// default user is off, so an unauthenticated client gets `NOAUTH`.
-pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) -> String {
+pub fn redis_conf(
+    topology: &topology::Topology,
+    region: topology::RegionId,
+    primary: topology::RegionId,
+) -> String {
     use crate::redis_conf::{settings, StartAs};
     let name = &topology.regions[region].name;
     let is_primary = region == primary;
@@ -63,7 +67,7 @@ pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) 
         StartAs::Primary { append_only: true }
     } else {
         StartAs::Replica {
-            primary_port: topology::pod_peer_port(primary),
+            primary_port: topology::pod_peer_port(primary.index()),
         }
     };
     header + &settings(topology, start)
