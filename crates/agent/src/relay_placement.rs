@@ -139,17 +139,7 @@ pub(crate) async fn bind(
     let tunnel_server = Listener::bind(&placement.tunnel_listen)
         .await
         .map_err(bind("relay tunnel", placement.tunnel_listen.to_string()))?;
-    let mut clients = Vec::new();
-    let mut via = vec![None; config.topology.regions.len()];
-    for i in config.other_regions() {
-        // In-process only (our relay dials it): any free loopback port.
-        let addr = Address::Ip(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let l = Listener::bind(&addr)
-            .await
-            .map_err(bind("relay peer", addr.to_string()))?;
-        via[i.index()] = l.local_addr().ok().and_then(|a| a.parse().ok());
-        clients.push((i, l));
-    }
+    let (clients, via) = bind_clients(config).await?;
     let handle = RelayHandle {
         upstream: relay.upstream(),
         metrics,
@@ -164,6 +154,29 @@ pub(crate) async fn bind(
         },
         handle,
     ))
+}
+
+/// One loopback tunnel client per other region, and where each listens, by region index (`None`
+/// for ours).
+async fn bind_clients(
+    config: &AgentConfig,
+) -> Result<(Vec<(RegionId, Listener)>, Vec<Option<SocketAddr>>), crate::AgentError> {
+    let mut clients = Vec::new();
+    let mut via = vec![None; config.topology.regions.len()];
+    for i in config.other_regions() {
+        // In-process only (our relay dials it): any free loopback port.
+        let addr = Address::Ip(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let l = Listener::bind(&addr)
+            .await
+            .map_err(|source| crate::AgentError::Bind {
+                what: "relay peer",
+                addr: addr.to_string(),
+                source,
+            })?;
+        via[i.index()] = l.local_addr().ok().and_then(|a| a.parse().ok());
+        clients.push((i, l));
+    }
+    Ok((clients, via))
 }
 
 /// Spawns the relay, its tunnels and the task that re-points it at every change of the view.
