@@ -139,6 +139,7 @@ mod tests {
     use super::*;
     use crate::cluster_view::Known;
     use sentinel::Addr;
+    use topology::RegionId;
 
     fn config() -> AgentConfig {
         let text = r#"
@@ -154,7 +155,7 @@ mod tests {
         let topology = topology::Topology::parse(text, std::path::Path::new("t.toml")).unwrap();
         AgentConfig {
             topology,
-            region: 1,
+            region: RegionId::new(1),
             redis: "127.0.0.1:7100".parse().unwrap(),
             keys: Vec::new(),
             passwords: crate::Passwords {
@@ -181,7 +182,7 @@ mod tests {
         }
     }
 
-    fn view(primary: usize, epoch: u64) -> ClusterView {
+    fn view(primary: RegionId, epoch: u64) -> ClusterView {
         ClusterView {
             known: Known { epoch, primary },
             fenced: None,
@@ -193,13 +194,13 @@ mod tests {
     fn a_replica_region_routes_through_its_tunnel_client_to_the_primary() {
         let c = config();
         assert_eq!(
-            route(&c, &view(0, 3)),
+            route(&c, &view(RegionId::new(0), 3)),
             Route::Primary {
                 addr: "127.0.0.1:7110".parse().unwrap(),
                 epoch: 3
             }
         );
-        let v = sentinel_view(&c, &view(0, 3));
+        let v = sentinel_view(&c, &view(RegionId::new(0), 3));
         assert_eq!(v.master_name, "shop");
         assert_eq!(v.primary, Addr::new("127.0.0.1", 7104));
         assert_eq!(v.replicas, [Addr::new("127.0.0.1", 7100)]);
@@ -211,13 +212,13 @@ mod tests {
     fn the_primary_region_routes_to_its_own_redis() {
         let c = config();
         assert_eq!(
-            route(&c, &view(1, 4)),
+            route(&c, &view(RegionId::new(1), 4)),
             Route::Primary {
                 addr: c.redis,
                 epoch: 4
             }
         );
-        let v = sentinel_view(&c, &view(1, 4));
+        let v = sentinel_view(&c, &view(RegionId::new(1), 4));
         assert_eq!(v.primary, Addr::from(c.redis));
         assert!(v.replicas.is_empty());
     }
@@ -230,28 +231,28 @@ mod tests {
             announce_endpoint: Some(Addr::new("georep-primary.shop.svc", 6380)),
             ..config()
         };
-        let as_replica = sentinel_view(&c, &view(0, 3));
+        let as_replica = sentinel_view(&c, &view(RegionId::new(0), 3));
         assert_eq!(
             as_replica.primary,
             Addr::new("georep-primary.shop.svc", 6380)
         );
         assert_eq!(as_replica.replicas, [Addr::new("redis.shop.svc", 6379)]);
-        let as_primary = sentinel_view(&c, &view(1, 4));
+        let as_primary = sentinel_view(&c, &view(RegionId::new(1), 4));
         assert_eq!(as_primary.primary, Addr::new("redis.shop.svc", 6379));
         // The endpoint still forwards to what the agent reaches, not to the announced names.
-        assert_eq!(route(&c, &view(1, 4)).addr(), Some(c.redis));
+        assert_eq!(route(&c, &view(RegionId::new(1), 4)).addr(), Some(c.redis));
     }
 
     #[test]
     fn fenced_or_changing_means_no_route() {
         let c = config();
-        let mut fenced = view(1, 4);
+        let mut fenced = view(RegionId::new(1), 4);
         fenced.fenced = Some("starting".into());
         assert!(
             matches!(route(&c, &fenced), Route::Unavailable { reason } if reason.contains("fenced: starting"))
         );
         assert!(!sentinel_view(&c, &fenced).primary_known);
-        let mut changing = view(0, 5);
+        let mut changing = view(RegionId::new(0), 5);
         changing.changing = true;
         assert!(
             matches!(route(&c, &changing), Route::Unavailable { reason } if reason.contains("change of primary"))

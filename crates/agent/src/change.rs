@@ -26,6 +26,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use topology::RegionId;
+
 use crate::cluster_view::Known;
 use crate::status::{ChangeKind, PrimaryChange};
 
@@ -136,7 +138,7 @@ pub enum Action {
     /// → [`Observation::Target`].
     ReadTarget {
         /// The region.
-        region: usize,
+        region: RegionId,
         /// Connection deadline.
         budget: Duration,
     },
@@ -171,7 +173,7 @@ pub enum Action {
     /// The target's `slave_repl_offset`, waiting at most `wait` → [`Observation::Offset`].
     ReadTargetOffset {
         /// The region.
-        region: usize,
+        region: RegionId,
         /// Reply deadline.
         wait: Duration,
     },
@@ -182,7 +184,7 @@ pub enum Action {
     /// `REPLICAOF` the region on our Redis (read-only from here) → [`Observation::Done`].
     Demote {
         /// The region to follow.
-        follow: usize,
+        follow: RegionId,
     },
     /// On the target, through the tunnel: `REPLICAOF NO ONE`, then `georep:meta` = `known`
     /// → [`Observation::Done`]. The mark stays until it expires, but refuses a forced promotion
@@ -241,7 +243,7 @@ pub enum Observation {
         replica_link_up: bool,
     },
     /// Answers [`Action::ProbeServing`]: a region serving writes.
-    Serving(Option<usize>),
+    Serving(Option<RegionId>),
     /// Answers [`Action::ReadMark`]: the newest live mark found (see [`SwitchoverMark::newest`]).
     Mark(Option<SwitchoverMark>),
     /// Answers [`Action::ReadHighestEpoch`] (0 when nobody holds one).
@@ -279,10 +281,10 @@ impl SwitchoverMark {
 pub struct Completed {
     /// Planned or emergency.
     pub kind: ChangeKind,
-    /// The previous primary's index.
-    pub from: usize,
-    /// The new one's.
-    pub to: usize,
+    /// The previous primary.
+    pub from: RegionId,
+    /// The new one.
+    pub to: RegionId,
     /// The new epoch.
     pub epoch: u64,
     /// Planned: how long application writes were paused.
@@ -296,8 +298,8 @@ impl Completed {
     pub fn report(&self, names: &[String], at_ms: u64, duration: Duration) -> PrimaryChange {
         PrimaryChange {
             kind: self.kind,
-            from: names[self.from].clone(),
-            to: names[self.to].clone(),
+            from: names[self.from.index()].clone(),
+            to: names[self.to.index()].clone(),
             epoch: self.epoch,
             at_ms,
             duration_ms: duration.as_millis() as u64,
@@ -363,9 +365,9 @@ pub struct PlannedStart {
     /// Region names, by index.
     pub names: Vec<String>,
     /// Our region.
-    pub me: usize,
+    pub me: RegionId,
     /// The region to make primary.
-    pub to: usize,
+    pub to: RegionId,
     /// The (epoch, primary) this agent knows.
     pub known: Known,
     /// The agent holds our Redis fenced.
@@ -422,14 +424,14 @@ impl Planned {
         let s = &m.start;
         let first = if s.known.primary != s.me {
             let e = ChangeError::NotPrimary {
-                me: s.names[s.me].clone(),
-                primary: s.names[s.known.primary].clone(),
+                me: s.names[s.me.index()].clone(),
+                primary: s.names[s.known.primary.index()].clone(),
                 epoch: s.known.epoch,
             };
             m.machine.finish(Err(e))
         } else if s.to == s.me {
             let e = ChangeError::AlreadyPrimary {
-                me: s.names[s.me].clone(),
+                me: s.names[s.me.index()].clone(),
                 epoch: None,
             };
             m.machine.finish(Err(e))
@@ -440,11 +442,11 @@ impl Planned {
     }
 
     fn me(&self) -> String {
-        self.start.names[self.start.me].clone()
+        self.start.names[self.start.me.index()].clone()
     }
 
     fn to(&self) -> String {
-        self.start.names[self.start.to].clone()
+        self.start.names[self.start.to.index()].clone()
     }
 
     /// Takes the outcome of the last action, observed `now` after the change started, and says
@@ -526,22 +528,15 @@ impl Planned {
 
     /// Step 2: the new epoch is above every epoch known or seen (`highest`); mark it.
     fn mark(&mut self, highest: u64) -> Action {
-        let s = &self.start;
-        let highest = s.known.epoch.max(highest);
-        let Some(epoch) = next_epoch(highest) else {
-            return self
-                .machine
-                .finish(Err(ChangeError::EpochExhausted(highest)));
-        };
-        self.next = Known {
-            epoch,
-            primary: s.to,
+        self.next = match next_known(self.start.known, highest, self.start.to) {
+            Ok(next) => next,
+            Err(e) => return self.machine.finish(Err(e)),
         };
         self.state = PlannedState::Mark;
         Action::MarkSwitchover {
             what: format!("failover to {}", self.to()),
-            ttl: s.timeout + PAUSE_MARGIN,
-            epoch,
+            ttl: self.start.timeout + PAUSE_MARGIN,
+            epoch: self.next.epoch,
         }
     }
 
@@ -661,9 +656,14 @@ impl Planned {
     }
 }
 
-/// The epoch after `highest`, unless `highest` is the last one an epoch can be.
-fn next_epoch(highest: u64) -> Option<u64> {
-    highest.checked_add(1)
+/// What a change records: `primary` at the epoch after the one it knew and every epoch seen
+/// anywhere (`highest`) — unless that was the last epoch there can be.
+fn next_known(known: Known, highest: u64, primary: RegionId) -> Result<Known, ChangeError> {
+    let highest = known.epoch.max(highest);
+    let epoch = highest
+        .checked_add(1)
+        .ok_or(ChangeError::EpochExhausted(highest))?;
+    Ok(Known { epoch, primary })
 }
 
 /// An observation that does not answer the step: a bug in the driver, reported, not a panic.
@@ -679,7 +679,7 @@ pub struct ForcedStart {
     /// Region names, by index.
     pub names: Vec<String>,
     /// Our region: the one to promote.
-    pub me: usize,
+    pub me: RegionId,
     /// The (epoch, primary) this agent knows.
     pub known: Known,
     /// The agent holds our Redis fenced.
@@ -731,7 +731,7 @@ impl Forced {
     }
 
     fn me(&self) -> String {
-        self.start.names[self.start.me].clone()
+        self.start.names[self.start.me.index()].clone()
     }
 
     /// Takes the outcome of the last action and says what to do next.
@@ -743,7 +743,7 @@ impl Forced {
             (ForcedState::ReadLocal, Observation::Local(v)) => self.check_local(&v),
             (ForcedState::Probe, Observation::Serving(Some(primary))) => {
                 let e = ChangeError::PrimaryServing {
-                    primary: self.start.names[primary].clone(),
+                    primary: self.start.names[primary.index()].clone(),
                     me: self.me(),
                 };
                 self.machine.finish(Err(e))
@@ -820,15 +820,9 @@ impl Forced {
 
     /// Record (above every epoch known or seen anywhere, `highest`, us).
     fn record(&mut self, highest: u64) -> Action {
-        let highest = self.start.known.epoch.max(highest);
-        let Some(epoch) = next_epoch(highest) else {
-            return self
-                .machine
-                .finish(Err(ChangeError::EpochExhausted(highest)));
-        };
-        self.next = Known {
-            epoch,
-            primary: self.start.me,
+        self.next = match next_known(self.start.known, highest, self.start.me) {
+            Ok(next) => next,
+            Err(e) => return self.machine.finish(Err(e)),
         };
         self.state = ForcedState::Record;
         Action::Record(self.next)

@@ -207,7 +207,10 @@ pub fn local_agents(topology: &Topology) -> Vec<(String, SocketAddr)> {
         .map(|r| {
             (
                 r.name.clone(),
-                SocketAddr::from(([127, 0, 0, 1], topology.local.ports(r.index).control)),
+                SocketAddr::from((
+                    [127, 0, 0, 1],
+                    topology.local.ports(r.index.index()).control,
+                )),
             )
         })
         .collect()

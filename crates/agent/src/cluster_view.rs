@@ -15,13 +15,15 @@
 //! unfenced primary. A restarted primary that reaches no other region stays fenced until one is
 //! reachable or an operator forces a promotion.
 
-/// An (epoch, primary) pair; `primary` is a region index.
+use topology::RegionId;
+
+/// An (epoch, primary) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Known {
     /// Cluster epoch.
     pub epoch: u64,
-    /// Primary region index.
-    pub primary: usize,
+    /// Primary region.
+    pub primary: RegionId,
 }
 
 /// What one other region looks like through our tunnel client to it.
@@ -39,18 +41,18 @@ pub enum Peer {
 /// Everything one control round observed.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// Our region index.
-    pub me: usize,
+    /// Our region.
+    pub me: RegionId,
     /// The topology's primary: the cluster's primary at epoch 1, before any change.
-    pub bootstrap_primary: usize,
+    pub bootstrap_primary: RegionId,
     /// Our state file.
     pub persisted: Option<Known>,
     /// Our Redis's `georep:meta`.
     pub local_meta: Option<Known>,
     /// Whether our Redis is an unfenced primary (`role:master`, `min-replicas-to-write 0`).
     pub local_is_primary: bool,
-    /// Every other region, by index.
-    pub peers: Vec<(usize, Peer)>,
+    /// Every other region.
+    pub peers: Vec<(RegionId, Peer)>,
     /// Local clock, milliseconds.
     pub now_ms: u64,
 }
@@ -71,7 +73,7 @@ pub enum Decision {
     /// Be the writable primary.
     Primary,
     /// Replicate from this region.
-    Follow(usize),
+    Follow(RegionId),
     /// Be the primary, fenced (`min-replicas-to-write 1`): the epoch names us, but no other
     /// region could confirm that no higher epoch exists.
     Fenced(String),
@@ -90,11 +92,29 @@ pub struct Outcome {
     pub persist: bool,
     /// Finish an interrupted switchover: promote this region's Redis and write `known` into it.
     /// Only the agent whose state file recorded the switchover (the old primary) does this.
-    pub complete_on: Option<usize>,
+    pub complete_on: Option<RegionId>,
 }
 
 /// Decides; `memory` carries the grace timer from round to round.
 pub fn decide(obs: &Observation, memory: &mut Memory) -> Outcome {
+    let known = highest_known(obs);
+    let persist = obs.persisted != Some(known);
+    let (decision, complete_on) = if known.primary == obs.me {
+        (lead(obs, memory, known), None)
+    } else {
+        follow(obs, memory, known)
+    };
+    Outcome {
+        known,
+        decision,
+        persist,
+        complete_on,
+    }
+}
+
+/// The highest (epoch, primary) among our state file, our Redis and every peer reached; the
+/// topology's primary at epoch 1 when nobody knows better.
+fn highest_known(obs: &Observation) -> Known {
     let mut known = Known {
         epoch: 1,
         primary: obs.bootstrap_primary,
@@ -118,47 +138,50 @@ pub fn decide(obs: &Observation, memory: &mut Memory) -> Outcome {
         }
         first = false;
     }
-    let persist = obs.persisted != Some(known);
+    known
+}
 
-    if known.primary != obs.me {
-        memory_reset_unless(memory, obs, known);
-        let peer = obs
-            .peers
-            .iter()
-            .find(|(i, _)| *i == known.primary)
-            .map(|(_, p)| p);
-        let complete_on = match peer {
-            Some(Peer::Reached { meta, .. })
-                if obs.persisted == Some(known) && meta.is_none_or(|m| m.epoch < known.epoch) =>
-            {
-                Some(known.primary)
-            }
-            _ => None,
-        };
-        let decision = if obs.local_is_primary && is_unconfirmed_promotion(obs, known) {
-            let since = *memory.unconfirmed_primary_since.get_or_insert(obs.now_ms);
-            if obs.now_ms.saturating_sub(since) < UNCONFIRMED_PRIMARY_GRACE_MS {
-                Decision::Hold
-            } else {
-                Decision::Follow(known.primary)
-            }
+/// Another region is primary: follow it — unless our Redis was just promoted by a switchover
+/// whose epoch has not arrived yet (held for the grace) — and finish the switchover we recorded
+/// if the new primary does not hold its epoch yet.
+fn follow(obs: &Observation, memory: &mut Memory, known: Known) -> (Decision, Option<RegionId>) {
+    memory_reset_unless(memory, obs, known);
+    let peer = obs
+        .peers
+        .iter()
+        .find(|(i, _)| *i == known.primary)
+        .map(|(_, p)| p);
+    let complete_on = match peer {
+        Some(Peer::Reached { meta, .. })
+            if obs.persisted == Some(known) && meta.is_none_or(|m| m.epoch < known.epoch) =>
+        {
+            Some(known.primary)
+        }
+        _ => None,
+    };
+    let decision = if obs.local_is_primary && is_unconfirmed_promotion(obs, known) {
+        let since = *memory.unconfirmed_primary_since.get_or_insert(obs.now_ms);
+        if obs.now_ms.saturating_sub(since) < UNCONFIRMED_PRIMARY_GRACE_MS {
+            Decision::Hold
         } else {
             Decision::Follow(known.primary)
-        };
-        return Outcome {
-            known,
-            decision,
-            persist,
-            complete_on,
-        };
-    }
+        }
+    } else {
+        Decision::Follow(known.primary)
+    };
+    (decision, complete_on)
+}
+
+/// We are primary: serve writes if our Redis already does or another region confirmed that no
+/// higher epoch exists; otherwise stay fenced.
+fn lead(obs: &Observation, memory: &mut Memory, known: Known) -> Decision {
     memory.unconfirmed_primary_since = None;
     let reached_someone = obs.peers.is_empty()
         || obs
             .peers
             .iter()
             .any(|(_, p)| matches!(p, Peer::Reached { .. }));
-    let decision = if obs.local_is_primary || reached_someone {
+    if obs.local_is_primary || reached_someone {
         Decision::Primary
     } else {
         Decision::Fenced(format!(
@@ -166,12 +189,6 @@ pub fn decide(obs: &Observation, memory: &mut Memory) -> Outcome {
              that no higher epoch exists; staying fenced (see `georep promote --force`)",
             known.epoch
         ))
-    };
-    Outcome {
-        known,
-        decision,
-        persist,
-        complete_on: None,
     }
 }
 

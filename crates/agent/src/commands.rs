@@ -376,7 +376,7 @@ mod tests {
             parse(Some("7"), Some("eu-central-1")),
             Meta::Valid(Known {
                 epoch: 7,
-                primary: 1
+                primary: topology::RegionId::new(1)
             })
         );
         assert_eq!(parse(None, None), Meta::Absent);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use spiped_proto::Key;
-use topology::Topology;
+use topology::{RegionId, Topology};
 use tunnel::Address;
 
 use crate::credentials::Passwords;
@@ -14,8 +14,8 @@ use crate::credentials::Passwords;
 pub struct AgentConfig {
     /// The cluster.
     pub topology: Topology,
-    /// Our region's index in the topology.
-    pub region: usize,
+    /// Our region.
+    pub region: RegionId,
     /// Our Redis.
     pub redis: SocketAddr,
     /// Tunnel keys: the first is used to dial, all are accepted (rotation).
@@ -69,17 +69,27 @@ impl AgentConfig {
         &self.topology.regions[self.region].name
     }
 
+    /// Every region but ours, in topology order.
+    pub fn other_regions(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.topology
+            .regions
+            .iter()
+            .map(|r| r.index)
+            .filter(move |i| *i != self.region)
+    }
+
     /// What our Redis replicates from while region `primary` is the primary: our relay if we
     /// run one, else our tunnel client to that region.
-    pub fn follow_addr(&self, primary: usize) -> SocketAddr {
+    pub fn follow_addr(&self, primary: RegionId) -> SocketAddr {
         match &self.relay {
             Some(r) => r.listen,
             None => self.peer_addr(primary),
         }
     }
 
-    /// Where our tunnel client to region `i` listens.
-    pub fn peer_addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.peer_port_base + i as u16))
+    /// Where our tunnel client to `region` listens (port arithmetic: `peer_port_base + index`).
+    pub fn peer_addr(&self, region: RegionId) -> SocketAddr {
+        let port = self.peer_port_base + region.index() as u16;
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 }

@@ -17,6 +17,7 @@ use crate::report::{self, ReplicaMemory};
 use crate::shared::{persisted, Shared};
 use crate::shutdown::Shutdown;
 use crate::status::RegionStatus;
+use topology::RegionId;
 
 /// How long any single Redis command may take before the round is abandoned.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -56,7 +57,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
 struct Round {
     local: Option<Redis>,
     /// Admin connections to other regions' Redis, through our tunnel clients.
-    peers: HashMap<usize, Redis>,
+    peers: HashMap<RegionId, Redis>,
     memory: Memory,
     /// A planned switchover pauses writes for longer than it should ever take; a restarted
     /// agent lifts a pause its predecessor left behind once the role is settled.
@@ -167,9 +168,9 @@ impl Round {
     /// round costs one WAN round trip, not one per region, so a region learns a new epoch sooner.
     /// Also returns the regions whose metadata is damaged (counted as absent, left to their own
     /// agent to repair).
-    async fn observe_peers(&mut self, c: &AgentConfig) -> (Vec<(usize, Peer)>, Vec<usize>) {
-        let reads: Vec<_> = (0..c.topology.regions.len())
-            .filter(|i| *i != c.region)
+    async fn observe_peers(&mut self, c: &AgentConfig) -> (Vec<(RegionId, Peer)>, Vec<RegionId>) {
+        let reads: Vec<_> = c
+            .other_regions()
             .map(|i| {
                 let held = self.peers.remove(&i);
                 async move {
@@ -211,7 +212,7 @@ impl Round {
 
     /// Who should be primary (every epoch we can see, highest wins), recorded in the shared view
     /// and the state file.
-    fn decide(&mut self, shared: &Shared, seen: &Seen, peers: Vec<(usize, Peer)>) -> Outcome {
+    fn decide(&mut self, shared: &Shared, seen: &Seen, peers: Vec<(RegionId, Peer)>) -> Outcome {
         let c = &shared.config;
         let observation = Observation {
             me: c.region,
@@ -251,7 +252,7 @@ impl Round {
         local: &mut Redis,
         seen: &Seen,
         outcome: &Outcome,
-        damaged: &[usize],
+        damaged: &[RegionId],
     ) -> Result<(), resp::Error> {
         let c = &shared.config;
         let role = match &outcome.decision {
@@ -290,7 +291,7 @@ impl Round {
         Ok(())
     }
 
-    async fn complete_switchover(&mut self, c: &AgentConfig, target: usize, known: Known) {
+    async fn complete_switchover(&mut self, c: &AgentConfig, target: RegionId, known: Known) {
         tracing::warn!(
             region = %c.topology.regions[target].name,
             epoch = known.epoch,
@@ -310,7 +311,7 @@ fn desired(c: &AgentConfig, role: Role, fenced: bool) -> Desired {
     let run = region_spec::redis_conf::RunTime {
         primary: role == Role::Primary,
         fenced,
-        announce_port: c.announce_port_base + c.region as u16,
+        announce_port: c.announce_port_base + c.region.index() as u16,
         masterauth: c.passwords.replication.expose(),
     };
     Desired {

@@ -12,6 +12,7 @@
 
 use crate::cluster_view::{Known, Peer};
 use crate::shared::Shared;
+use topology::RegionId;
 
 /// The largest step above the known epoch an observed epoch may take.
 pub(crate) const MAX_EPOCH_JUMP: u64 = 1_000_000;
@@ -26,12 +27,12 @@ pub(crate) fn plausible(known: u64, observed: u64) -> bool {
 pub(crate) fn screen(
     shared: &Shared,
     local: &mut Option<Known>,
-    peers: &mut [(usize, Peer)],
-) -> Vec<usize> {
+    peers: &mut [(RegionId, Peer)],
+) -> Vec<RegionId> {
     let known = shared.known().epoch;
     let c = &shared.config;
     let mut refused = Vec::new();
-    let mut check = |region: usize, meta: &mut Option<Known>| {
+    let mut check = |region: RegionId, meta: &mut Option<Known>| {
         if let Some(m) = meta.filter(|m| !plausible(known, m.epoch)) {
             let name = &c.topology.regions[region].name;
             tracing::warn!(

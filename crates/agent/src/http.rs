@@ -11,6 +11,7 @@ use crate::change::ChangeError;
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::status::{Link, PrimaryChange, Role};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::http::Uri;
@@ -81,72 +82,83 @@ pub(crate) fn unready(s: &crate::status::RegionStatus) -> Option<String> {
 /// The control listener: `/status` detail and the changes of primary, every request through
 /// `gate` (bearer token, no cross-site request, no body).
 pub(crate) fn control_router(shared: Arc<Shared>, gate: &Gate) -> axum::Router {
-    let status = {
-        let shared = shared.clone();
-        move || {
-            let mut status = shared.status.borrow().clone();
-            // The ring as it is now, not as of the last round: an attempt shows at once.
-            status.changes = crate::audit::ring(&shared);
-            let body = json(&status);
-            async move { ([(CONTENT_TYPE, "application/json")], body) }
-        }
-    };
-    let failover = {
-        let shared = shared.clone();
-        move |Extension(peer): Extension<Peer>,
-              Extension(operator): Extension<Operator>,
-              uri: Uri| async move {
-            let q = query(&uri);
-            let to = q.iter().find(|(k, _)| k == "to").map(|(_, v)| v.clone());
-            let timeout = match q.iter().find(|(k, _)| k == "timeout_ms") {
-                None => Ok(Duration::from_secs(5)),
-                Some((_, v)) => match v.parse() {
-                    Ok(ms) if Duration::from_millis(ms) <= MAX_FAILOVER_TIMEOUT => {
-                        Ok(Duration::from_millis(ms))
-                    }
-                    Ok(_) => Err(bad_request(&format!(
-                        "timeout_ms may be at most {}",
-                        MAX_FAILOVER_TIMEOUT.as_millis()
-                    ))),
-                    Err(_) => Err(bad_request("timeout_ms must be an integer")),
-                },
-            };
-            let target = to.clone().unwrap_or_default();
-            let result = match (to, timeout) {
-                (None, _) => Err(bad_request("missing ?to=REGION")),
-                (_, Err(e)) => Err(e),
-                (Some(to), Ok(timeout)) => {
-                    bounded(crate::switchover::failover(shared.clone(), to, timeout)).await
-                }
-            };
-            crate::audit::record(&shared, peer, &operator, "failover", &target, &result);
-            reply(result)
-        }
-    };
-    let promote = {
-        move |Extension(peer): Extension<Peer>,
-              Extension(operator): Extension<Operator>,
-              uri: Uri| async move {
-            let forced = query(&uri).iter().any(|(k, v)| k == "force" && v == "1");
-            let result = if forced {
-                bounded(crate::switchover::promote(shared.clone())).await
-            } else {
-                Err(bad_request(
-                    "an emergency promotion may lose writes the old primary acknowledged; \
-                     add ?force=1 (georep promote REGION --force)",
-                ))
-            };
-            let me = shared.config.region_name().to_owned();
-            crate::audit::record(&shared, peer, &operator, "promote", &me, &result);
-            reply(result)
-        }
-    };
     gate.guard(
         axum::Router::new()
             .route("/failover", post(failover))
             .route("/promote", post(promote))
-            .route("/status", get(status)),
+            .route("/status", get(status))
+            .with_state(shared),
     )
+}
+
+/// The JSON header every control reply carries.
+type JsonHeader = [(axum::http::HeaderName, &'static str); 1];
+
+/// `GET /status`: the last round's status, with the audit ring as it is now (an attempt shows
+/// at once).
+async fn status(State(shared): State<Arc<Shared>>) -> (JsonHeader, String) {
+    let mut status = shared.status.borrow().clone();
+    status.changes = crate::audit::ring(&shared);
+    ([(CONTENT_TYPE, "application/json")], json(&status))
+}
+
+/// `POST /failover?to=REGION[&timeout_ms=N]`: a planned switchover, audited.
+async fn failover(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    Extension(operator): Extension<Operator>,
+    uri: Uri,
+) -> (StatusCode, JsonHeader, String) {
+    let q = query(&uri);
+    let to = q.iter().find(|(k, _)| k == "to").map(|(_, v)| v.clone());
+    let target = to.clone().unwrap_or_default();
+    let result = match (to, failover_timeout(&q)) {
+        (None, _) => Err(bad_request("missing ?to=REGION")),
+        (_, Err(e)) => Err(e),
+        (Some(to), Ok(timeout)) => {
+            bounded(crate::switchover::failover(shared.clone(), to, timeout)).await
+        }
+    };
+    crate::audit::record(&shared, peer, &operator, "failover", &target, &result);
+    reply(result)
+}
+
+/// `timeout_ms` of a failover request: 5 s when absent, at most [`MAX_FAILOVER_TIMEOUT`].
+fn failover_timeout(q: &[(String, String)]) -> Result<Duration, ChangeError> {
+    let Some((_, v)) = q.iter().find(|(k, _)| k == "timeout_ms") else {
+        return Ok(Duration::from_secs(5));
+    };
+    match v.parse() {
+        Ok(ms) if Duration::from_millis(ms) <= MAX_FAILOVER_TIMEOUT => {
+            Ok(Duration::from_millis(ms))
+        }
+        Ok(_) => Err(bad_request(&format!(
+            "timeout_ms may be at most {}",
+            MAX_FAILOVER_TIMEOUT.as_millis()
+        ))),
+        Err(_) => Err(bad_request("timeout_ms must be an integer")),
+    }
+}
+
+/// `POST /promote?force=1`: an emergency promotion of this region, audited.
+async fn promote(
+    State(shared): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    Extension(operator): Extension<Operator>,
+    uri: Uri,
+) -> (StatusCode, JsonHeader, String) {
+    let forced = query(&uri).iter().any(|(k, v)| k == "force" && v == "1");
+    let result = if forced {
+        bounded(crate::switchover::promote(shared.clone())).await
+    } else {
+        Err(bad_request(
+            "an emergency promotion may lose writes the old primary acknowledged; \
+             add ?force=1 (georep promote REGION --force)",
+        ))
+    };
+    let me = shared.config.region_name().to_owned();
+    crate::audit::record(&shared, peer, &operator, "promote", &me, &result);
+    reply(result)
 }
 
 /// Serves `router` on `listener` within `limits` until shutdown.
@@ -207,13 +219,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// A change of primary's answer: the change as JSON, or `{"error": …}` with the error's status.
-fn reply(
-    result: Result<PrimaryChange, ChangeError>,
-) -> (
-    StatusCode,
-    [(axum::http::HeaderName, &'static str); 1],
-    String,
-) {
+fn reply(result: Result<PrimaryChange, ChangeError>) -> (StatusCode, JsonHeader, String) {
     let headers = [(CONTENT_TYPE, "application/json")];
     match result {
         Ok(change) => (StatusCode::OK, headers, json(&change)),

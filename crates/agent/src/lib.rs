@@ -57,6 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use topology::RegionId;
 use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 
 pub use config::AgentConfig;
@@ -87,89 +88,25 @@ pub enum AgentError {
 /// port errors surface before anything else starts.
 pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(), AgentError> {
     let shutdown: Shutdown = shutdown.into();
-    let bind = |what, addr: String| move |source| AgentError::Bind { what, addr, source };
-    let http = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(bind("HTTP", config.http.to_string()))?;
-    let control = match config.control {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(bind("control", addr.to_string()))?,
-        ),
-        None => None,
-    };
-    let server = Listener::bind(&config.tunnel_listen)
-        .await
-        .map_err(bind("tunnel", config.tunnel_listen.to_string()))?;
-    let primary_endpoint = match config.primary_endpoint {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(bind("primary endpoint", addr.to_string()))?,
-        ),
-        None => None,
-    };
-    let sentinel_port = match config.sentinel {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(bind("Sentinel", addr.to_string()))?,
-        ),
-        None => None,
-    };
-    let mut clients = Vec::new();
-    for (i, region) in config.topology.regions.iter().enumerate() {
-        if i != config.region {
-            let addr = Address::Ip(config.peer_addr(i));
-            let l = Listener::bind(&addr)
-                .await
-                .map_err(bind("peer", addr.to_string()))?;
-            clients.push((i, region.name.clone(), l));
-        }
-    }
-
+    let listeners = Listeners::bind(&config).await?;
     let mut registry = Registry::with_prefix("georep");
     let agent_metrics = metrics::AgentMetrics::register(&mut registry);
     let tunnel_metrics =
         TunnelMetrics::register_per_link(registry.sub_registry_with_prefix("tunnel"));
-    let mut links = std::collections::HashMap::new();
     let relay = match &config.relay {
         Some(p) => Some(relay_placement::bind(&config, p, &mut registry).await?),
         None => None,
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    // Inbound: other regions' agents (and their Redis replicas) reach our Redis.
-    let mut inbound = TunnelConfig::new(
-        Mode::Decrypt,
-        Address::Ip(config.redis),
-        config.keys.clone(),
+    let links = spawn_tunnels(
+        &mut tasks,
+        &config,
+        listeners.tunnel,
+        listeners.peers,
+        &tunnel_metrics,
+        &shutdown,
     );
-    inbound.max_connections = None;
-    // When the agent stops, Redis's replication connections through it end anyway; a long drain
-    // would only delay the pod's shutdown.
-    inbound.shutdown_grace = Duration::from_secs(1);
-    tasks.spawn(keep_tunnel(
-        inbound,
-        server,
-        tunnel_metrics.for_link("inbound"),
-        shutdown.clone(),
-    ));
-    // Outbound: one client per other region, on the port-map address.
-    for (i, name, listener) in clients {
-        let mut out = TunnelConfig::new(
-            Mode::Encrypt,
-            config.peer_endpoints[i].clone(),
-            config.keys.clone(),
-        );
-        out.max_connections = None;
-        out.shutdown_grace = Duration::from_secs(1);
-        let metrics = tunnel_metrics.for_link(&name);
-        links.insert(i, metrics.clone());
-        tasks.spawn(keep_tunnel(out, listener, metrics, shutdown.clone()));
-    }
-
     tracing::info!(
         region = config.region_name(),
         redis = %config.redis,
@@ -190,26 +127,160 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
         &mut tasks,
         &shared,
         &mut registry,
-        primary_endpoint,
-        sentinel_port,
+        listeners.primary_endpoint,
+        listeners.sentinel,
         &shutdown,
     );
-    if let Some(listener) = control {
-        let gate = httpd::auth::Gate::new(shared.config.operator_tokens.clone(), &mut registry);
-        let limits = httpd::Limits::control();
-        registry.register(
-            "control_connections_refused",
-            "Control connections closed at once: connection limit reached",
-            limits.refused.clone(),
-        );
-        let router = http::control_router(shared.clone(), &gate);
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = http::serve(listener, router, limits, stop).await {
-                tracing::error!(error = %e, "control HTTP server failed");
-            }
-        });
+    if let Some(listener) = listeners.control {
+        spawn_control_api(&mut tasks, &shared, &mut registry, listener, &shutdown);
     }
+    spawn_metrics_http(&mut tasks, shared, registry, listeners.http, &shutdown);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Every socket the agent listens on, bound before any task starts.
+struct Listeners {
+    http: tokio::net::TcpListener,
+    control: Option<tokio::net::TcpListener>,
+    tunnel: Listener,
+    primary_endpoint: Option<tokio::net::TcpListener>,
+    sentinel: Option<tokio::net::TcpListener>,
+    /// Our tunnel client to each other region, with its name.
+    peers: Vec<(RegionId, String, Listener)>,
+}
+
+impl Listeners {
+    /// In this order (the first one taken is the one an error names).
+    async fn bind(config: &AgentConfig) -> Result<Self, AgentError> {
+        let http = bind_tcp("HTTP", config.http).await?;
+        let control = bind_optional("control", config.control).await?;
+        let tunnel = bind_tunnel("tunnel", &config.tunnel_listen).await?;
+        let primary_endpoint = bind_optional("primary endpoint", config.primary_endpoint).await?;
+        let sentinel = bind_optional("Sentinel", config.sentinel).await?;
+        let mut peers = Vec::new();
+        for region in config.other_regions() {
+            let addr = Address::Ip(config.peer_addr(region));
+            let l = bind_tunnel("peer", &addr).await?;
+            peers.push((region, config.topology.regions[region].name.clone(), l));
+        }
+        Ok(Self {
+            http,
+            control,
+            tunnel,
+            primary_endpoint,
+            sentinel,
+            peers,
+        })
+    }
+}
+
+fn bind_error(what: &'static str, addr: String) -> impl FnOnce(std::io::Error) -> AgentError {
+    move |source| AgentError::Bind { what, addr, source }
+}
+
+async fn bind_tcp(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, AgentError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error(what, addr.to_string()))
+}
+
+async fn bind_optional(
+    what: &'static str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+    match addr {
+        Some(addr) => bind_tcp(what, addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn bind_tunnel(what: &'static str, addr: &Address) -> Result<Listener, AgentError> {
+    Listener::bind(addr)
+        .await
+        .map_err(bind_error(what, addr.to_string()))
+}
+
+/// The tunnel server in front of our Redis and one tunnel client per other region; returns the
+/// clients' metrics by region (a link's failure reason in `/status`).
+fn spawn_tunnels(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &AgentConfig,
+    server: Listener,
+    clients: Vec<(RegionId, String, Listener)>,
+    tunnel_metrics: &TunnelMetrics,
+    shutdown: &Shutdown,
+) -> std::collections::HashMap<RegionId, TunnelMetrics> {
+    // Inbound: other regions' agents (and their Redis replicas) reach our Redis.
+    let mut inbound = TunnelConfig::new(
+        Mode::Decrypt,
+        Address::Ip(config.redis),
+        config.keys.clone(),
+    );
+    inbound.max_connections = None;
+    // When the agent stops, Redis's replication connections through it end anyway; a long drain
+    // would only delay the pod's shutdown.
+    inbound.shutdown_grace = Duration::from_secs(1);
+    tasks.spawn(keep_tunnel(
+        inbound,
+        server,
+        tunnel_metrics.for_link("inbound"),
+        shutdown.clone(),
+    ));
+    // Outbound: one client per other region, on the port-map address.
+    let mut links = std::collections::HashMap::new();
+    for (region, name, listener) in clients {
+        let mut out = TunnelConfig::new(
+            Mode::Encrypt,
+            config.peer_endpoints[region.index()].clone(),
+            config.keys.clone(),
+        );
+        out.max_connections = None;
+        out.shutdown_grace = Duration::from_secs(1);
+        let metrics = tunnel_metrics.for_link(&name);
+        links.insert(region, metrics.clone());
+        tasks.spawn(keep_tunnel(out, listener, metrics, shutdown.clone()));
+    }
+    links
+}
+
+/// The control API behind the operator-token gate.
+fn spawn_control_api(
+    tasks: &mut tokio::task::JoinSet<()>,
+    shared: &Arc<shared::Shared>,
+    registry: &mut Registry,
+    listener: tokio::net::TcpListener,
+    shutdown: &Shutdown,
+) {
+    let gate = httpd::auth::Gate::new(shared.config.operator_tokens.clone(), registry);
+    let limits = httpd::Limits::control();
+    registry.register(
+        "control_connections_refused",
+        "Control connections closed at once: connection limit reached",
+        limits.refused.clone(),
+    );
+    let router = http::control_router(shared.clone(), &gate);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = http::serve(listener, router, limits, stop).await {
+            tracing::error!(error = %e, "control HTTP server failed");
+        }
+    });
+}
+
+/// The open listener: `/metrics`, `/healthz`, `/readyz`. Registered last, so it serves every
+/// metric registered before.
+fn spawn_metrics_http(
+    tasks: &mut tokio::task::JoinSet<()>,
+    shared: Arc<shared::Shared>,
+    mut registry: Registry,
+    listener: tokio::net::TcpListener,
+    shutdown: &Shutdown,
+) {
     let limits = httpd::Limits::open();
     registry.register(
         "http_connections_refused",
@@ -217,15 +288,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Into<Shutdown>) -> Result<(
         limits.refused.clone(),
     );
     let router = http::metrics_router(shared, Arc::new(registry));
-    let http_shutdown = shutdown.clone();
+    let stop = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = http::serve(http, router, limits, http_shutdown).await {
+        if let Err(e) = http::serve(listener, router, limits, stop).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    while tasks.join_next().await.is_some() {}
-    tracing::info!("agent stopped");
-    Ok(())
 }
 
 /// The primary endpoint and the Sentinel port, each on the listener bound for it (if any), fed

@@ -29,13 +29,24 @@ pub(crate) struct AgentMetrics {
 }
 
 impl AgentMetrics {
-    /// Registers under `registry` (the caller gives the `georep` prefix).
+    /// Registers under `registry` (the caller gives the `georep` prefix), in the order
+    /// `/metrics` lists them.
     pub(crate) fn register(registry: &mut Registry) -> Self {
+        let m = Self::new();
+        m.register_role(registry);
+        m.register_replication(registry);
+        m.register_round(registry);
+        m.register_changes(registry);
+        m.register_integrity(registry);
+        m
+    }
+
+    fn new() -> Self {
         let buckets = [
             5.0, 10.0, 20.0, 30.0, 40.0, 45.0, 50.0, 60.0, 80.0, 100.0, 150.0, 250.0, 500.0,
             1000.0, 5000.0,
         ];
-        let m = Self {
+        Self {
             redis_up: Gauge::default(),
             is_primary: Gauge::default(),
             epoch: Gauge::default(),
@@ -53,88 +64,106 @@ impl AgentMetrics {
             last_change_duration_ms: Gauge::default(),
             meta_repaired: Family::default(),
             epoch_refused: Family::default(),
-        };
-        let r = registry;
+        }
+    }
+
+    /// Whether Redis is up, its role and epoch, the replication link.
+    fn register_role(&self, r: &mut Registry) {
         r.register(
             "redis_up",
             "1 when the agent reaches its Redis",
-            m.redis_up.clone(),
+            self.redis_up.clone(),
         );
         r.register(
             "is_primary",
             "1 when this region's Redis is the primary",
-            m.is_primary.clone(),
+            self.is_primary.clone(),
         );
-        r.register("epoch", "Cluster epoch stored in Redis", m.epoch.clone());
+        r.register("epoch", "Cluster epoch stored in Redis", self.epoch.clone());
         r.register(
             "link_up",
             "1 when this replica's link to the primary is up (1 on the primary)",
-            m.link_up.clone(),
+            self.link_up.clone(),
         );
+    }
+
+    /// Lag and resyncs.
+    fn register_replication(&self, r: &mut Registry) {
         r.register(
             "replication_lag_bytes",
             "Primary offset minus this replica's offset",
-            m.lag_bytes.clone(),
+            self.lag_bytes.clone(),
         );
         r.register(
             "replication_lag_ms",
             "Heartbeat lag of this replica in milliseconds",
-            m.lag_ms.clone(),
+            self.lag_ms.clone(),
         );
         r.register(
             "heartbeat_lag_ms",
             "Heartbeat lag measured at each heartbeat's arrival, in milliseconds",
-            m.heartbeat_lag.clone(),
+            self.heartbeat_lag.clone(),
         );
         r.register(
             "sync_full",
             "Full resyncs this primary served (Redis sync_full)",
-            m.sync_full.clone(),
+            self.sync_full.clone(),
         );
         r.register(
             "sync_partial_ok",
             "Partial resyncs this primary accepted",
-            m.sync_partial_ok.clone(),
+            self.sync_partial_ok.clone(),
         );
         r.register(
             "sync_partial_err",
             "Partial resyncs this primary refused",
-            m.sync_partial_err.clone(),
+            self.sync_partial_err.clone(),
         );
-        r.register("keys", "Keys in this region's Redis", m.keys.clone());
+    }
+
+    /// What the last control round found and corrected.
+    fn register_round(&self, r: &mut Registry) {
+        r.register("keys", "Keys in this region's Redis", self.keys.clone());
         r.register(
             "reconcile_actions",
             "Corrections the last control-loop round applied to Redis",
-            m.reconcile_actions.clone(),
+            self.reconcile_actions.clone(),
         );
+    }
+
+    /// Changes of primary this agent ran.
+    fn register_changes(&self, r: &mut Registry) {
         r.register(
             "failovers",
             "Changes of primary this agent carried out, by kind (planned, emergency)",
-            m.failovers.clone(),
+            self.failovers.clone(),
         );
         r.register(
             "last_write_pause_ms",
             "Write pause of the last planned switchover this agent ran, in milliseconds",
-            m.last_write_pause_ms.clone(),
+            self.last_write_pause_ms.clone(),
         );
         r.register(
             "last_primary_change_duration_ms",
             "Duration of the last change of primary this agent ran, in milliseconds",
-            m.last_change_duration_ms.clone(),
+            self.last_change_duration_ms.clone(),
         );
+    }
+
+    /// Metadata repaired and epochs refused.
+    fn register_integrity(&self, r: &mut Registry) {
         r.register(
             "meta_repaired",
             "Keys of georep:* holding what no agent writes (wrong type, garbage) that this agent \
              rewrote, by key",
-            m.meta_repaired.clone(),
+            self.meta_repaired.clone(),
         );
         r.register(
             "epoch_refused",
             "Implausible epochs (u64::MAX, or more than 1,000,000 above the known one) ignored, \
              by the region whose georep:meta held them",
-            m.epoch_refused.clone(),
+            self.epoch_refused.clone(),
         );
-        m
     }
 }
 

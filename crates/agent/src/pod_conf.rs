@@ -9,7 +9,7 @@ use std::path::Path;
 
 use std::os::unix::fs::OpenOptionsExt as _;
 
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 /// Writes region `region`'s pod redis.conf, given the primary, atomically (temporary file in
 /// the same directory, fsync, rename) with mode 0644: it holds no secret, and Redis runs as
@@ -17,8 +17,8 @@ use topology::Topology;
 pub fn write(
     path: &Path,
     topology: &Topology,
-    region: usize,
-    primary: usize,
+    region: RegionId,
+    primary: RegionId,
 ) -> std::io::Result<()> {
     let text = region_spec::pod::redis_conf(topology, region, primary);
     let tmp = path.with_extension("conf.tmp");
@@ -36,7 +36,10 @@ pub fn write(
 /// The primary region's index as `state_dir`'s state file names it; `None` without a state
 /// file. An unreadable or unparsable file, or a region the topology does not have, is an error:
 /// guessing the role from the topology then could start a demoted primary writable.
-pub fn believed_primary(topology: &Topology, state_dir: &Path) -> std::io::Result<Option<usize>> {
+pub fn believed_primary(
+    topology: &Topology,
+    state_dir: &Path,
+) -> std::io::Result<Option<RegionId>> {
     let path = crate::state::path(state_dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

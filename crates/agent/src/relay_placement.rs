@@ -34,6 +34,7 @@ use crate::credentials::REPLICATION_USER;
 use crate::shared::{ClusterView, Shared};
 use crate::shutdown::Shutdown;
 use crate::status::{Link, RegionStatus};
+use topology::RegionId;
 
 /// Segment size of the embedded relay's store: retention deletes whole segments.
 const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
@@ -98,7 +99,7 @@ pub struct RelayStatus {
 pub(crate) struct Bound {
     relay: relay::Relay,
     tunnel_server: Listener,
-    clients: Vec<(usize, Listener)>,
+    clients: Vec<(RegionId, Listener)>,
 }
 
 /// Binds the relay, its tunnel server and one loopback tunnel client per other region.
@@ -138,17 +139,7 @@ pub(crate) async fn bind(
     let tunnel_server = Listener::bind(&placement.tunnel_listen)
         .await
         .map_err(bind("relay tunnel", placement.tunnel_listen.to_string()))?;
-    let mut clients = Vec::new();
-    let mut via = vec![None; config.topology.regions.len()];
-    for i in (0..config.topology.regions.len()).filter(|i| *i != config.region) {
-        // In-process only (our relay dials it): any free loopback port.
-        let addr = Address::Ip(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let l = Listener::bind(&addr)
-            .await
-            .map_err(bind("relay peer", addr.to_string()))?;
-        via[i] = l.local_addr().ok().and_then(|a| a.parse().ok());
-        clients.push((i, l));
-    }
+    let (clients, via) = bind_clients(config).await?;
     let handle = RelayHandle {
         upstream: relay.upstream(),
         metrics,
@@ -163,6 +154,29 @@ pub(crate) async fn bind(
         },
         handle,
     ))
+}
+
+/// One loopback tunnel client per other region, and where each listens, by region index (`None`
+/// for ours).
+async fn bind_clients(
+    config: &AgentConfig,
+) -> Result<(Vec<(RegionId, Listener)>, Vec<Option<SocketAddr>>), crate::AgentError> {
+    let mut clients = Vec::new();
+    let mut via = vec![None; config.topology.regions.len()];
+    for i in config.other_regions() {
+        // In-process only (our relay dials it): any free loopback port.
+        let addr = Address::Ip(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let l = Listener::bind(&addr)
+            .await
+            .map_err(|source| crate::AgentError::Bind {
+                what: "relay peer",
+                addr: addr.to_string(),
+                source,
+            })?;
+        via[i.index()] = l.local_addr().ok().and_then(|a| a.parse().ok());
+        clients.push((i, l));
+    }
+    Ok((clients, via))
 }
 
 /// Spawns the relay, its tunnels and the task that re-points it at every change of the view.
@@ -200,7 +214,7 @@ pub(crate) fn spawn(
     for (i, listener) in clients {
         let mut out = TunnelConfig::new(
             Mode::Encrypt,
-            placement.peer_endpoints[i].clone(),
+            placement.peer_endpoints[i.index()].clone(),
             c.keys.clone(),
         );
         out.max_connections = None;
@@ -228,7 +242,7 @@ pub(crate) fn spawn(
 /// Where the relay should replicate from, given the view.
 fn upstream_for(
     view: &ClusterView,
-    me: usize,
+    me: RegionId,
     redis: SocketAddr,
     via: &[Option<SocketAddr>],
 ) -> Option<String> {
@@ -237,7 +251,7 @@ fn upstream_for(
         // Redis take writes.
         view.fenced.is_none().then(|| redis.to_string())
     } else {
-        via.get(view.known.primary)
+        via.get(view.known.primary.index())
             .copied()
             .flatten()
             .map(|a| a.to_string())
@@ -249,7 +263,7 @@ fn upstream_for(
 async fn follow(
     handle: RelayHandle,
     redis: SocketAddr,
-    me: usize,
+    me: RegionId,
     mut view: watch::Receiver<ClusterView>,
     mut shutdown: Shutdown,
 ) {
@@ -356,7 +370,7 @@ mod tests {
     use super::*;
     use crate::cluster_view::Known;
 
-    fn view(primary: usize, fenced: bool) -> ClusterView {
+    fn view(primary: RegionId, fenced: bool) -> ClusterView {
         ClusterView {
             known: Known { epoch: 2, primary },
             fenced: fenced.then(|| "starting".to_owned()),
@@ -373,16 +387,28 @@ mod tests {
             Some("127.0.0.1:40002".parse().unwrap()),
         ];
         assert_eq!(
-            upstream_for(&view(0, false), 0, redis, &via).as_deref(),
+            upstream_for(
+                &view(RegionId::new(0), false),
+                RegionId::new(0),
+                redis,
+                &via
+            )
+            .as_deref(),
             Some("127.0.0.1:7000")
         );
         assert_eq!(
-            upstream_for(&view(2, false), 0, redis, &via).as_deref(),
+            upstream_for(
+                &view(RegionId::new(2), false),
+                RegionId::new(0),
+                redis,
+                &via
+            )
+            .as_deref(),
             Some("127.0.0.1:40002")
         );
         // A fenced replica region still pulls (the fence concerns the primary's writes).
         assert_eq!(
-            upstream_for(&view(1, true), 0, redis, &via).as_deref(),
+            upstream_for(&view(RegionId::new(1), true), RegionId::new(0), redis, &via).as_deref(),
             Some("127.0.0.1:40001")
         );
     }
@@ -418,6 +444,14 @@ mod tests {
     #[test]
     fn a_fenced_primary_has_an_idle_relay() {
         let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        assert_eq!(upstream_for(&view(0, true), 0, redis, &[None, None]), None);
+        assert_eq!(
+            upstream_for(
+                &view(RegionId::new(0), true),
+                RegionId::new(0),
+                redis,
+                &[None, None]
+            ),
+            None
+        );
     }
 }

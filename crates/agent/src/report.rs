@@ -6,12 +6,13 @@ use resp::Info;
 use crate::commands::Redis;
 use crate::shared::Shared;
 use crate::status::{Link, RegionStatus, Role, SyncKind};
+use topology::RegionId;
 
 /// What a replica's report remembers between rounds, to tell how the last resync went.
 #[derive(Debug, Default)]
 pub(crate) struct ReplicaMemory {
     link_was_up: bool,
-    followed: Option<usize>,
+    followed: Option<RegionId>,
     primary_syncs: Option<(u64, u64)>,
     /// The primary's `run_id` when `primary_syncs` was read: a restarted primary counts from 0.
     primary_run_id: Option<String>,
@@ -28,7 +29,7 @@ pub(crate) async fn fill(
     memory: &mut ReplicaMemory,
     info: &Info,
     primary_conn: Option<&mut Redis>,
-    primary: usize,
+    primary: RegionId,
     status: &mut RegionStatus,
 ) -> bool {
     let is_primary = info.get("role") == Some("master");
@@ -67,7 +68,7 @@ async fn replica_view(
     memory: &mut ReplicaMemory,
     info: &Info,
     primary_conn: Option<&mut Redis>,
-    primary: usize,
+    primary: RegionId,
     status: &mut RegionStatus,
 ) -> bool {
     let c = &shared.config;
@@ -174,7 +175,7 @@ fn resync_by_replid(before: Option<&str>, info: &Info) -> Option<SyncKind> {
 }
 
 /// Why a replica's link is down, as precisely as we know.
-fn link_error(shared: &Shared, info: &Info, primary: usize) -> String {
+fn link_error(shared: &Shared, info: &Info, primary: RegionId) -> String {
     if let Some(why) = shared.fenced() {
         return format!("fenced: {why}");
     }

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use tokio::sync::watch;
+use topology::RegionId;
 
 use crate::cluster_view::Known;
 use crate::config::AgentConfig;
@@ -60,8 +61,8 @@ pub struct Progress {
 pub(crate) struct Shared {
     pub(crate) config: AgentConfig,
     pub(crate) metrics: AgentMetrics,
-    /// Our tunnel clients' metrics, by region index, for a link's failure reason.
-    pub(crate) links: HashMap<usize, tunnel::TunnelMetrics>,
+    /// Our tunnel clients' metrics, by region, for a link's failure reason.
+    pub(crate) links: HashMap<RegionId, tunnel::TunnelMetrics>,
     /// Held by each control round and by a change of primary for its whole duration, so the
     /// loop never acts on a half-done change.
     pub(crate) round: tokio::sync::Mutex<()>,
@@ -79,7 +80,7 @@ impl Shared {
     pub(crate) fn new(
         config: AgentConfig,
         metrics: AgentMetrics,
-        links: HashMap<usize, tunnel::TunnelMetrics>,
+        links: HashMap<RegionId, tunnel::TunnelMetrics>,
     ) -> Self {
         let known = persisted(&config).unwrap_or(Known {
             epoch: 1,

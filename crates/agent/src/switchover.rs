@@ -15,6 +15,7 @@ use crate::change::{
 use crate::commands::Redis;
 use crate::shared::Shared;
 use crate::status::{ChangeKind, PrimaryChange};
+use topology::RegionId;
 
 /// How long reading another region's Redis may take before it counts as unreachable.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -249,7 +250,7 @@ impl<'a> Io<'a> {
             .map_err(LocalError::Read)?
             .into_iter()
             .collect();
-        for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
+        for i in c.other_regions() {
             let Ok(mut r) = Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await else {
                 continue;
             };
@@ -260,7 +261,7 @@ impl<'a> Io<'a> {
         Ok(SwitchoverMark::newest(marks))
     }
 
-    async fn read_target(&mut self, region: usize, budget: Duration) -> Observation {
+    async fn read_target(&mut self, region: RegionId, budget: Duration) -> Observation {
         let c = &self.shared.config;
         let name = &c.topology.regions[region].name;
         let mut r = match Redis::connect(c.peer_addr(region), &c.passwords, budget).await {
@@ -317,9 +318,9 @@ fn uint(info: &resp::Info, field: &str) -> Option<u64> {
 }
 
 /// The first other region whose Redis answers through our tunnel as an unfenced primary.
-async fn serving_primary(shared: &Shared) -> Option<usize> {
+async fn serving_primary(shared: &Shared) -> Option<RegionId> {
     let c = &shared.config;
-    for i in (0..c.topology.regions.len()).filter(|i| *i != c.region) {
+    for i in c.other_regions() {
         let Ok(mut r) = Redis::connect(c.peer_addr(i), &c.passwords, PEER_TIMEOUT).await else {
             continue;
         };
@@ -335,7 +336,7 @@ async fn serving_primary(shared: &Shared) -> Option<usize> {
 async fn highest_seen(shared: &Shared) -> u64 {
     let c = &shared.config;
     let mut highest = 0;
-    for i in 0..c.topology.regions.len() {
+    for i in c.topology.regions.iter().map(|r| r.index) {
         let addr = if i == c.region {
             c.redis
         } else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use topology::Topology;
+use topology::{RegionId, Topology};
 use tunnel::Address;
 
 use crate::exit::Failure;
@@ -150,7 +150,7 @@ impl AgentArgs {
             let r = topology
                 .region(name)
                 .ok_or_else(|| anyhow!("--peer-endpoint: no region {name:?}"))?;
-            peer_endpoints[r.index] = addr
+            peer_endpoints[r.index.index()] = addr
                 .parse()
                 .with_context(|| format!("--peer-endpoint {o}"))?;
         }
@@ -192,7 +192,7 @@ impl AgentArgs {
 fn relay_placement(
     args: &AgentArgs,
     topology: &Topology,
-    region: usize,
+    region: RegionId,
 ) -> anyhow::Result<Option<agent::RelayPlacement>> {
     let (Some(listen), Some(tunnel_listen)) = (args.relay_listen, &args.relay_tunnel_listen) else {
         if !args.relay_peer_endpoints.is_empty() {
@@ -220,7 +220,7 @@ fn relay_placement(
         let r = topology
             .region(name)
             .ok_or_else(|| anyhow!("--relay-peer-endpoint: no region {name:?}"))?;
-        peer_endpoints[r.index] = Some(
+        peer_endpoints[r.index.index()] = Some(
             addr.parse()
                 .with_context(|| format!("--relay-peer-endpoint {o}"))?,
         );
@@ -229,7 +229,7 @@ fn relay_placement(
     for (i, e) in peer_endpoints.into_iter().enumerate() {
         match e {
             Some(a) => endpoints.push(a),
-            None if i == region => endpoints.push(tunnel_listen.clone()),
+            None if i == region.index() => endpoints.push(tunnel_listen.clone()),
             None => anyhow::bail!(
                 "--relay-listen: no --relay-peer-endpoint for region {}",
                 topology.regions[i].name

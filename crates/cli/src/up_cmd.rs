@@ -147,7 +147,7 @@ fn intro(cluster: &Cluster) {
         "Sentinel"
     );
     for r in &t.regions {
-        let ports = t.local.ports(r.index);
+        let ports = t.local.ports(r.index.index());
         let role = if r.index == t.primary {
             "primary"
         } else {
@@ -167,7 +167,7 @@ fn intro(cluster: &Cluster) {
         .iter()
         .find(|r| r.index != t.primary)
         .unwrap_or(&t.regions[t.primary]);
-    let ports = t.local.ports(replica.index);
+    let ports = t.local.ports(replica.index.index());
     say!(
         "\nWrite from {} through its primary endpoint (it follows every change of primary):\n\n  \
          REDISCLI_AUTH=\"$(cat {})\" redis-cli -p {} --user app\n",

@@ -29,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 use crate::pod;
 
@@ -166,7 +166,7 @@ fn difference(path: &str, want: &Value, got: &Value) -> Option<String> {
 }
 
 /// Every violation of the security properties in one region's objects; empty when all hold.
-pub fn security(objects: &[Object], topology: &Topology, region: usize) -> Vec<String> {
+pub fn security(objects: &[Object], topology: &Topology, region: RegionId) -> Vec<String> {
     let mut v = Vec::new();
     let mut pods: Vec<(String, BTreeMap<String, String>, &PodSpec)> = Vec::new();
     let mut claims: Vec<String> = Vec::new();
@@ -431,7 +431,7 @@ fn relay(
     spec: &PodSpec,
     claims: &[String],
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     v: &mut Vec<String>,
 ) {
     let Some(agent) = spec.containers.iter().find(|c| {
@@ -546,7 +546,7 @@ fn service(
     s: &Service,
     pods: &[(String, BTreeMap<String, String>, &PodSpec)],
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     v: &mut Vec<String>,
 ) {
     let Some(spec) = &s.spec else {

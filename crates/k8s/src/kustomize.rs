@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 use crate::conf::TOPOLOGY_FILE;
 use crate::workload::key_item;
@@ -78,7 +78,7 @@ impl Kustomization {
 /// `DIR/<region>/kustomization.yaml`.
 pub(crate) fn region(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     resources: &[String],
     source: &str,
 ) -> String {

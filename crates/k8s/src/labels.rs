@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 use crate::names;
 
@@ -25,7 +25,7 @@ pub(crate) fn selector_labels(topology: &Topology) -> BTreeMap<String, String> {
 /// Every label of an object of `component` in `region`.
 pub(crate) fn labels(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     component: &str,
 ) -> BTreeMap<String, String> {
     let mut l = common(topology);
@@ -44,7 +44,7 @@ pub(crate) fn labels(
 /// Kubernetes refuses to update (so no version).
 pub(crate) fn stable(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     component: &str,
 ) -> BTreeMap<String, String> {
     let mut l = labels(topology, region, component);
@@ -67,7 +67,12 @@ pub(crate) fn common(topology: &Topology) -> BTreeMap<String, String> {
 }
 
 /// Metadata of a namespaced object.
-pub(crate) fn meta(topology: &Topology, region: usize, name: &str, component: &str) -> ObjectMeta {
+pub(crate) fn meta(
+    topology: &Topology,
+    region: RegionId,
+    name: &str,
+    component: &str,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(topology.kubernetes.namespace.clone()),

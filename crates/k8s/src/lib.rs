@@ -39,7 +39,7 @@ mod yaml;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 pub use check::Object;
 pub use conf::pod_topology;
@@ -297,7 +297,7 @@ pub fn secret_files(options: &Options) -> Vec<String> {
 /// The resource files of one region, in order, with their objects.
 fn region_files(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     options: &Options,
 ) -> Result<Vec<(&'static str, Vec<Object>)>, RenderError> {
     Ok(vec![

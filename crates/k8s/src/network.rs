@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 use crate::labels::{self, meta};
 use crate::{names, pod, RenderError};
@@ -85,7 +85,7 @@ fn service_port(name: &str, port: u16, target: &str) -> ServicePort {
 
 /// The load balancer's ports: the tunnel, and with `[relay]` the relay's tunnel. The relay's
 /// own listener is on 127.0.0.1 and in no Service.
-fn tunnel_ports(topology: &Topology, region: usize) -> Result<Vec<ServicePort>, RenderError> {
+fn tunnel_ports(topology: &Topology, region: RegionId) -> Result<Vec<ServicePort>, RenderError> {
     let endpoint = &topology.regions[region].endpoint;
     let (_, tunnel_port) = split_endpoint(endpoint)?;
     let mut ports = vec![service_port("tunnel", tunnel_port, "tunnel")];
@@ -105,7 +105,7 @@ fn tunnel_ports(topology: &Topology, region: usize) -> Result<Vec<ServicePort>, 
 /// All three publish the pod while it is not ready: there is one pod per region, readiness
 /// says whether a replica is in sync (`/readyz`), and a stale replica's reads, the tunnel and
 /// the metrics are all better served than refused.
-pub(crate) fn services(topology: &Topology, region: usize) -> Result<Vec<Service>, RenderError> {
+pub(crate) fn services(topology: &Topology, region: RegionId) -> Result<Vec<Service>, RenderError> {
     let selector = Some(labels::selector_labels(topology));
     let redis = Service {
         metadata: meta(topology, region, names::REDIS_SERVICE, "redis"),
@@ -193,7 +193,7 @@ fn ip_block(cidr: &str) -> NetworkPolicyPeer {
 
 fn policy(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     name: &str,
     pod_selector: LabelSelector,
     ingress: Option<Vec<NetworkPolicyIngressRule>>,
@@ -227,7 +227,7 @@ fn policy(
 ///   name, the address itself for a literal).
 pub(crate) fn policies(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
 ) -> Result<Vec<NetworkPolicy>, RenderError> {
     let k = &topology.kubernetes;
     let georep = labels::pod_selector(topology);

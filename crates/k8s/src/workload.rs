@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use topology::Topology;
+use topology::{RegionId, Topology};
 
 use crate::conf::{self, SHUTDOWN_TIMEOUT_SECS, TOPOLOGY_FILE};
 use crate::labels::{self, meta};
@@ -40,7 +40,7 @@ pub(crate) const AGENT_STOP_DELAY_SECS: i64 = SHUTDOWN_TIMEOUT_SECS + 5;
 pub(crate) const TERMINATION_GRACE_SECS: i64 = 60;
 
 /// The namespace, labelled for the `restricted` Pod Security Standard.
-pub(crate) fn namespace(topology: &Topology, region: usize) -> Namespace {
+pub(crate) fn namespace(topology: &Topology, region: RegionId) -> Namespace {
     let mut labels = labels::labels(topology, region, "namespace");
     for mode in ["enforce", "audit", "warn"] {
         labels.insert(
@@ -63,7 +63,7 @@ pub(crate) fn namespace(topology: &Topology, region: usize) -> Namespace {
 }
 
 /// The pod's ServiceAccount: georep never talks to the Kubernetes API, so no token.
-pub(crate) fn service_account(topology: &Topology, region: usize) -> ServiceAccount {
+pub(crate) fn service_account(topology: &Topology, region: RegionId) -> ServiceAccount {
     ServiceAccount {
         metadata: meta(topology, region, names::SERVICE_ACCOUNT, "redis"),
         automount_service_account_token: Some(false),
@@ -74,7 +74,7 @@ pub(crate) fn service_account(topology: &Topology, region: usize) -> ServiceAcco
 /// One Redis and its agent, with a persistent volume.
 pub(crate) fn stateful_set(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     options: &Options,
 ) -> Result<StatefulSet, RenderError> {
     let k = &topology.kubernetes;
@@ -154,7 +154,7 @@ pub(crate) fn stateful_set(
 }
 
 /// A volume claim template of the topology's storage class.
-fn claim(topology: &Topology, region: usize, name: &str, size: &str) -> PersistentVolumeClaim {
+fn claim(topology: &Topology, region: RegionId, name: &str, size: &str) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -215,7 +215,7 @@ pub(crate) fn relay_storage(topology: &Topology) -> Result<String, RenderError> 
 /// At most one disruption at a time, and with one pod that means: a drain waits for the
 /// operator, who deletes the pod deliberately (`kubectl delete pod georep-0`). An unhealthy pod
 /// may always be evicted.
-pub(crate) fn pdb(topology: &Topology, region: usize) -> PodDisruptionBudget {
+pub(crate) fn pdb(topology: &Topology, region: RegionId) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta(topology, region, names::PDB, "redis"),
         spec: Some(PodDisruptionBudgetSpec {
@@ -364,7 +364,7 @@ fn service_addr(topology: &Topology, service: &str, port: u16) -> String {
 
 fn agent(
     topology: &Topology,
-    region: usize,
+    region: RegionId,
     options: &Options,
     image: String,
 ) -> Result<Container, RenderError> {
@@ -495,7 +495,7 @@ fn acl_init(image: String) -> Container {
 /// state file (on the data volume) names, else the topology's. Runs as the agent's user, which
 /// rewrites the file on every change of primary; the file (mode 0644, no secret) is read by
 /// Redis.
-fn redis_conf_init(topology: &Topology, region: usize, image: String) -> Container {
+fn redis_conf_init(topology: &Topology, region: RegionId, image: String) -> Container {
     Container {
         name: "redis-conf".to_owned(),
         image: Some(image),

@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use topology::RegionId;
 
 const FILES: [&str; 6] = [
     "namespace.yaml",
@@ -213,16 +214,16 @@ fn a_replica_regions_redis_replicates_from_its_relay() {
     let text = relay_text("");
     let t = topology(&text);
     // b is the primary: a's Redis follows a's relay, whatever the primary is.
-    let a = k8s::redis_conf(&t, 0, 1);
+    let a = k8s::redis_conf(&t, RegionId::new(0), RegionId::new(1));
     assert!(a.contains("replicaof 127.0.0.1 6390\n"), "{a}");
     assert!(a.contains("masteruser georep-replication\n"), "{a}");
-    let promoted = k8s::redis_conf(&t, 0, 0);
+    let promoted = k8s::redis_conf(&t, RegionId::new(0), RegionId::new(0));
     assert!(!promoted.contains("replicaof"), "{promoted}");
-    let b = k8s::redis_conf(&t, 1, 0);
+    let b = k8s::redis_conf(&t, RegionId::new(1), RegionId::new(0));
     assert!(b.contains("replicaof 127.0.0.1 6390\n"), "{b}");
     // Without a relay, through the tunnel client to the primary's region.
     let plain = two_regions("");
-    let direct = k8s::redis_conf(&topology(&plain), 0, 1);
+    let direct = k8s::redis_conf(&topology(&plain), RegionId::new(0), RegionId::new(1));
     assert!(direct.contains("replicaof 127.0.0.1 16001\n"), "{direct}");
 }
 
@@ -302,11 +303,11 @@ fn the_relay_checks_catch_each_violation() {
     let t = topology(&text);
     let tree = render(&t, &text, &Options::default());
     let base = objects(&tree, "a");
-    assert!(check::security(&base, &t, 0).is_empty());
+    assert!(check::security(&base, &t, RegionId::new(0)).is_empty());
     let broken = |change: &dyn Fn(&mut Vec<Object>), expect: &str| {
         let mut objects = base.clone();
         change(&mut objects);
-        let problems = check::security(&objects, &t, 0);
+        let problems = check::security(&objects, &t, RegionId::new(0));
         assert!(
             problems.iter().any(|p| p.contains(expect)),
             "expected a problem containing {expect:?}, got {problems:#?}"
@@ -416,7 +417,7 @@ fn the_relay_checks_catch_each_violation() {
     let plain = two_regions("");
     let pt = topology(&plain);
     // The relay's objects, checked against the topology without [relay].
-    let problems = check::security(&base, &pt, 0);
+    let problems = check::security(&base, &pt, RegionId::new(0));
     assert!(
         problems
             .iter()

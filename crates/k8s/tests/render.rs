@@ -8,6 +8,8 @@ mod common;
 
 use std::path::Path;
 
+use topology::RegionId;
+
 use common::{example, render, topology, two_regions};
 use k8s::{check, Object, Options};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, ServicePort};
@@ -132,12 +134,12 @@ fn the_security_checks_catch_each_violation() {
     let (top, text) = example("aws-two-regions.toml");
     let tree = render(&top, &text, &Options::default());
     let base = objects(&tree, "us-east-1");
-    assert!(check::security(&base, &top, 0).is_empty());
+    assert!(check::security(&base, &top, r(0)).is_empty());
 
     let broken = |change: &dyn Fn(&mut Vec<Object>), expect: &str| {
         let mut objects = base.clone();
         change(&mut objects);
-        let problems = check::security(&objects, &top, 0);
+        let problems = check::security(&objects, &top, r(0));
         assert!(
             problems.iter().any(|p| p.contains(expect)),
             "expected a problem containing {expect:?}, got {problems:#?}"
@@ -395,7 +397,7 @@ fn the_security_checks_catch_each_violation() {
 #[test]
 fn redis_conf_is_role_dependent() {
     let (top, _) = example("three-regions.toml");
-    let primary = k8s::redis_conf(&top, 0, top.primary);
+    let primary = k8s::redis_conf(&top, r(0), top.primary);
     assert!(
         primary.contains("appendonly yes\nappendfsync everysec\n"),
         "{primary}"
@@ -403,7 +405,7 @@ fn redis_conf_is_role_dependent() {
     assert!(primary.contains("save \"\"\n"));
     assert!(!primary.contains("replicaof"));
     for i in [1, 2] {
-        let replica = k8s::redis_conf(&top, i, top.primary);
+        let replica = k8s::redis_conf(&top, r(i), top.primary);
         assert!(replica.contains("appendonly no\n"), "{replica}");
         assert!(replica.contains("save 30 1\n"), "{replica}");
         assert!(replica.contains("replicaof 127.0.0.1 16000\n"), "{replica}");
@@ -412,7 +414,7 @@ fn redis_conf_is_role_dependent() {
             "{replica}"
         );
     }
-    for conf in [&primary, &k8s::redis_conf(&top, 1, top.primary)] {
+    for conf in [&primary, &k8s::redis_conf(&top, r(1), top.primary)] {
         assert!(conf.contains("port 6379\n"));
         assert!(conf.contains("aclfile /run/georep/acl/users.acl\n"));
         assert!(conf.contains("dir /data\n"));
@@ -423,7 +425,7 @@ fn redis_conf_is_role_dependent() {
     }
     // The primary is region 1 here: replicas follow 127.0.0.1:16001.
     let t = topology(&two_regions(""));
-    let a = k8s::redis_conf(&t, 0, t.primary);
+    let a = k8s::redis_conf(&t, r(0), t.primary);
     assert!(a.contains("replicaof 127.0.0.1 16001\n"), "{a}");
 }
 
@@ -434,13 +436,13 @@ fn redis_conf_is_role_dependent() {
 #[test]
 fn redis_conf_follows_the_learned_primary_not_the_rendered_role() {
     let (top, _) = example("three-regions.toml");
-    assert_eq!(top.primary, 0);
-    let promoted = k8s::redis_conf(&top, 1, 1);
+    assert_eq!(top.primary, r(0));
+    let promoted = k8s::redis_conf(&top, r(1), r(1));
     assert!(promoted.contains("appendonly yes\n"), "{promoted}");
     assert!(promoted.contains("min-replicas-to-write 1\n"), "{promoted}");
     assert!(!promoted.contains("replicaof"), "{promoted}");
     for i in [0, 2] {
-        let replica = k8s::redis_conf(&top, i, 1);
+        let replica = k8s::redis_conf(&top, r(i), r(1));
         assert!(replica.contains("replicaof 127.0.0.1 16001\n"), "{replica}");
         assert!(replica.contains("appendonly no\n"), "{replica}");
         assert!(!replica.contains("min-replicas-to-write"), "{replica}");
@@ -642,7 +644,7 @@ fn topology_settings_reach_the_manifests() {
         .get("b/kustomization.yaml")
         .unwrap()
         .contains("namespace: cache"));
-    assert!(k8s::redis_conf(&topology(&text), 1, 1).contains("maxmemory 512mb\n"));
+    assert!(k8s::redis_conf(&topology(&text), r(1), r(1)).contains("maxmemory 512mb\n"));
 
     // No application namespaces: no policy admits anyone to 6379.
     let text = two_regions("app_namespaces = []");
@@ -788,4 +790,8 @@ fn the_sentinel_port_announces_the_services_applications_dial() {
             assert!(svc.contains(&format!("port: {port}\n")), "{svc}");
         }
     }
+}
+
+fn r(index: usize) -> RegionId {
+    RegionId::new(index)
 }

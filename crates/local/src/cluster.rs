@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent::Passwords;
 use region_spec::AgentFlags;
 use tokio::sync::{watch, Mutex};
-use topology::Topology;
+use topology::{RegionId, Topology};
 use wan::LinkHandle;
 
 use crate::layout::{self, Layout};
@@ -198,7 +198,7 @@ impl Cluster {
         region: usize,
         keys: &[PathBuf],
     ) -> std::io::Result<()> {
-        let mut flags = agent_flags(&self.topology, &self.layout, region);
+        let mut flags = agent_flags(&self.topology, &self.layout, RegionId::new(region));
         flags.keys = keys.iter().map(|k| k.display().to_string()).collect();
         let spec = agent_spec(&self.layout, &self.georep, &flags);
         let mut regions = self.regions.lock().await;
@@ -233,7 +233,7 @@ impl Cluster {
             &self.layout,
             &self.passwords,
             &self.redis_server,
-            region,
+            RegionId::new(region),
         )?;
         let mut regions = self.regions.lock().await;
         let r = &mut regions[region];
@@ -273,13 +273,13 @@ impl Cluster {
             r.agent.stop(Duration::from_secs(10)).await;
         }
         let primary = current_primary(&self.topology, &self.layout);
-        let order = (0..regions.len())
+        let order = (self.topology.regions.iter().map(|r| r.index))
             .filter(|i| *i != primary)
             .chain([primary]);
         for i in order {
             let name = &self.topology.regions[i].name;
             let addr = redis_addr(&self.topology, i);
-            let redis = &mut regions[i].redis;
+            let redis = &mut regions[i.index()].redis;
             let clean = match resp::Conn::connect(
                 addr,
                 Some(&self.passwords.admin_login()),
@@ -334,8 +334,8 @@ impl Cluster {
     }
 }
 
-fn redis_addr(topology: &Topology, i: usize) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], topology.local.ports(i).redis))
+fn redis_addr(topology: &Topology, i: RegionId) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], topology.local.ports(i.index()).redis))
 }
 
 /// Writes the region's ACL file and redis.conf, and returns how to start its Redis.
@@ -344,7 +344,7 @@ fn redis_spec(
     layout: &Layout,
     passwords: &Passwords,
     redis_server: &std::path::Path,
-    i: usize,
+    i: RegionId,
 ) -> Result<Spec, UpError> {
     let name = &topology.regions[i].name;
     let dir = layout.region(name);
@@ -374,14 +374,14 @@ fn redis_spec(
 }
 
 /// The primary named by a region's agent state file in `dir`, else the topology's primary.
-fn believed_primary(topology: &Topology, dir: &std::path::Path) -> usize {
+fn believed_primary(topology: &Topology, dir: &std::path::Path) -> RegionId {
     agent::state::load(dir)
         .and_then(|s| topology.region(&s.primary).map(|r| r.index))
         .unwrap_or(topology.primary)
 }
 
 /// The primary at the highest epoch any region's state file records.
-fn current_primary(topology: &Topology, layout: &Layout) -> usize {
+fn current_primary(topology: &Topology, layout: &Layout) -> RegionId {
     topology
         .regions
         .iter()
@@ -393,9 +393,9 @@ fn current_primary(topology: &Topology, layout: &Layout) -> usize {
 
 /// The agent's flags under `georep up`: the pod's, with ports from the local port map and peer
 /// endpoints pointing at the WAN emulator.
-fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
+fn agent_flags(topology: &Topology, layout: &Layout, i: RegionId) -> AgentFlags {
     let name = &topology.regions[i].name;
-    let ports = topology.local.ports(i);
+    let ports = topology.local.ports(i.index());
     let source =
         std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone());
     AgentFlags {
@@ -409,7 +409,7 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
         control: Some(format!("127.0.0.1:{}", ports.control)),
         operator_token_files: vec![layout.operator_token().display().to_string()],
         peer_port_base: Some(ports.peer_base),
-        announce_port_base: Some(topology.local.ports(topology.primary).peer_base),
+        announce_port_base: Some(topology.local.ports(topology.primary.index()).peer_base),
         state_dir: Some(layout.region(name).display().to_string()),
         primary_endpoint: Some(format!("127.0.0.1:{}", ports.primary_endpoint)),
         sentinel: Some(format!("127.0.0.1:{}", ports.sentinel)),
@@ -424,7 +424,9 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
                 .iter()
                 .filter(|r| r.index != i)
                 .map(|r| {
-                    let wan = topology.local.relay_wan_listener(i, r.index);
+                    let wan = topology
+                        .local
+                        .relay_wan_listener(i.index(), r.index.index());
                     (r.name.clone(), format!("[127.0.0.1]:{wan}"))
                 })
                 .collect(),
@@ -434,7 +436,7 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: usize) -> AgentFlags {
             .iter()
             .filter(|r| r.index != i)
             .map(|r| {
-                let wan = topology.local.wan_listener(i, r.index);
+                let wan = topology.local.wan_listener(i.index(), r.index.index());
                 (r.name.clone(), format!("[127.0.0.1]:{wan}"))
             })
             .collect(),
@@ -457,7 +459,7 @@ async fn wait_redis_ready(
     topology: &Topology,
     layout: &Layout,
     passwords: &Passwords,
-    i: usize,
+    i: RegionId,
 ) -> Result<(), UpError> {
     let addr = redis_addr(topology, i);
     let name = &topology.regions[i].name;
@@ -501,7 +503,13 @@ async fn supervise(
             }
             if let Some(how) = r.redis.exited() {
                 tracing::warn!(region = %name, exit = %how, "redis-server exited; restarting it");
-                match redis_spec(&topology, &layout, &passwords, &redis_server, i) {
+                match redis_spec(
+                    &topology,
+                    &layout,
+                    &passwords,
+                    &redis_server,
+                    RegionId::new(i),
+                ) {
                     Ok(spec) => r.redis.set_spec(spec),
                     Err(e) => {
                         tracing::error!(region = %name, error = %e, "cannot prepare redis.conf")

@@ -123,7 +123,7 @@ async fn change_link(
         "heal" => false,
         _ => return (StatusCode::NOT_FOUND, "action must be cut or heal\n".into()),
     };
-    set_cut(&ctx.links, ra.index, rb.index, cut);
+    set_cut(&ctx.links, ra.index.index(), rb.index.index(), cut);
     tracing::info!(a = %a, b = %b, action = %action, "WAN link changed");
     (StatusCode::OK, format!("{action}: {a} <-> {b}\n"))
 }

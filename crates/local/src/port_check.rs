@@ -32,7 +32,7 @@ pub fn port_map(topology: &Topology) -> Vec<(u16, String)> {
     let local = &topology.local;
     let mut map = Vec::new();
     for r in &topology.regions {
-        let ports = local.ports(r.index);
+        let ports = local.ports(r.index.index());
         let name = &r.name;
         map.push((ports.redis, format!("Redis of {name}")));
         map.push((ports.tunnel, format!("tunnel server of {name}")));
@@ -48,18 +48,18 @@ pub fn port_map(topology: &Topology) -> Vec<(u16, String)> {
             map.push((ports.relay_tunnel, format!("relay tunnel server of {name}")));
             for peer in topology.regions.iter().filter(|p| p.index != r.index) {
                 map.push((
-                    local.relay_wan_listener(r.index, peer.index),
+                    local.relay_wan_listener(r.index.index(), peer.index.index()),
                     format!("emulated WAN link {name} -> {}'s relay", peer.name),
                 ));
             }
         }
         for peer in topology.regions.iter().filter(|p| p.index != r.index) {
             map.push((
-                ports.peer(peer.index),
+                ports.peer(peer.index.index()),
                 format!("{name}'s tunnel client towards {}", peer.name),
             ));
             map.push((
-                local.wan_listener(r.index, peer.index),
+                local.wan_listener(r.index.index(), peer.index.index()),
                 format!("emulated WAN link {name} -> {}", peer.name),
             ));
         }

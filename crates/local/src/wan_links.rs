@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use tokio::sync::watch;
-use topology::Topology;
+use topology::{RegionId, Topology};
 use wan::{Link, LinkParams};
 
 use crate::regions::WanLink;
@@ -54,7 +54,7 @@ pub(crate) async fn spawn(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{listen}: {e}")))?;
-            let p = local.link(from, to);
+            let p = local.link(RegionId::new(from), RegionId::new(to));
             let params = LinkParams {
                 latency: p.latency,
                 jitter: p.jitter,

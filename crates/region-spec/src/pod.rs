@@ -52,7 +52,11 @@ pub const RELAY_DIR: &str = "/var/lib/georep/relay";
 /// the ACL file; no password is in this file. Redis listens on every address because
 /// in-cluster clients come through the `redis` Service; the default user is off, so an
 /// unauthenticated client gets `NOAUTH`.
-pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) -> String {
+pub fn redis_conf(
+    topology: &topology::Topology,
+    region: topology::RegionId,
+    primary: topology::RegionId,
+) -> String {
     use crate::redis_conf::{settings, StartAs};
     let name = &topology.regions[region].name;
     let is_primary = region == primary;
@@ -77,7 +81,7 @@ pub fn redis_conf(topology: &topology::Topology, region: usize, primary: usize) 
             // With a relay, a replica region's Redis replicates from the local relay.
             primary_port: match topology.relay {
                 Some(_) => RELAY_PORT,
-                None => topology::pod_peer_port(primary),
+                None => topology::pod_peer_port(primary.index()),
             },
         }
     };

@@ -23,6 +23,7 @@
 mod error;
 pub mod ports;
 mod raw;
+mod region_id;
 mod settings;
 mod syntax;
 mod units;
@@ -38,6 +39,7 @@ pub use ports::{
     pod_peer_port, LocalPorts, DEFAULT_BASE_PORT, LOCAL_PORT_BLOCK, MAX_REGIONS, MAX_RELAY_REGIONS,
     MIN_BASE_PORT, POD_PEER_PORT_BASE,
 };
+pub use region_id::RegionId;
 pub use settings::{
     KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, RelayRetention,
     RelaySettings, DEFAULT_OUTAGE_BUDGET, DEFAULT_WRITE_RATE_BYTES_PER_SEC, MIN_REPL_BACKLOG_BYTES,
@@ -62,9 +64,9 @@ pub const MIN_KEY_FILE_LEN: u64 = 32;
 pub struct Topology {
     /// Cluster name, a DNS label of at most 40 characters.
     pub name: String,
-    /// Index of the primary region in `regions`.
-    pub primary: usize,
-    /// The regions in file order; `regions[i].index == i`. At least 2, at most 40.
+    /// The primary region (at epoch 1: the agents may have moved it since).
+    pub primary: RegionId,
+    /// The regions in file order; `regions[i].index == RegionId::new(i)`. At least 2, at most 40.
     pub regions: Vec<Region>,
     /// The tunnel key file, resolved against the topology file's directory (absolute if the
     /// topology file was named by an absolute path). Checked to be readable, 32 bytes or more.
@@ -89,7 +91,7 @@ pub struct Region {
     /// Region name, a DNS label, unique in the topology.
     pub name: String,
     /// Position in the file, from 0: the region's place in the port map.
-    pub index: usize,
+    pub index: RegionId,
     /// Public tunnel endpoint, as written: `host:port`, `[v4]:port` or `[v6]:port`.
     pub endpoint: String,
 }
@@ -225,23 +227,24 @@ fn regions(
         }
         regions.push(Region {
             name: name.get_ref().clone(),
-            index,
+            index: RegionId::new(index),
             endpoint: endpoint.get_ref().clone(),
         });
     }
     Ok(regions)
 }
 
-/// The index of the region a field names.
+/// The region a field names.
 fn find(
     regions: &[Region],
     name: &Spanned<String>,
     field: &str,
     rep: &Reporter<'_>,
-) -> Result<usize, TopologyError> {
+) -> Result<RegionId, TopologyError> {
     regions
         .iter()
-        .position(|r| r.name == *name.get_ref())
+        .find(|r| r.name == *name.get_ref())
+        .map(|r| r.index)
         .ok_or_else(|| {
             let names: Vec<_> = regions.iter().map(|r| r.name.as_str()).collect();
             let msg = format!(
@@ -374,7 +377,7 @@ fn local(
         }
         out.data_dir = PathBuf::from(dir.into_inner());
     }
-    let mut seen: HashMap<(usize, usize), &Strings> = HashMap::new();
+    let mut seen: HashMap<(RegionId, RegionId), &Strings> = HashMap::new();
     for (i, link) in raw.link.iter().enumerate() {
         let RawLink {
             between,

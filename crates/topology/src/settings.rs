@@ -8,6 +8,7 @@ use crate::ports::{
     PEER_OFFSET, PRIMARY_ENDPOINT_OFFSET, REDIS_OFFSET, RELAY_OFFSET, RELAY_TUNNEL_OFFSET,
     RELAY_WAN_OFFSET, SENTINEL_OFFSET, TUNNEL_OFFSET, WAN_OFFSET,
 };
+use crate::RegionId;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -85,10 +86,10 @@ pub struct LinkParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Link {
-    /// Index of the first region named in `between`.
-    pub a: usize,
-    /// Index of the second region named in `between` (never equal to `a`).
-    pub b: usize,
+    /// The first region named in `between`.
+    pub a: RegionId,
+    /// The second region named in `between` (never equal to `a`).
+    pub b: RegionId,
     /// One-way delay.
     pub latency: Duration,
     /// Maximum random deviation from `latency`; zero if not given.
@@ -134,7 +135,7 @@ impl Default for LocalSettings {
 impl LocalSettings {
     /// The conditions between regions `a` and `b`, in either order: zero latency, no jitter and
     /// unlimited bandwidth unless a link was described.
-    pub fn link(&self, a: usize, b: usize) -> LinkParams {
+    pub fn link(&self, a: RegionId, b: RegionId) -> LinkParams {
         self.links
             .iter()
             .find(|l| (l.a, l.b) == (a, b) || (l.a, l.b) == (b, a))
@@ -307,8 +308,8 @@ mod tests {
     fn link_lookup_is_symmetric_with_a_perfect_default() {
         let local = LocalSettings {
             links: vec![Link {
-                a: 2,
-                b: 0,
+                a: RegionId::new(2),
+                b: RegionId::new(0),
                 latency: Duration::from_millis(110),
                 jitter: Duration::from_millis(3),
                 bandwidth_bytes_per_sec: Some(12_500_000),
@@ -320,10 +321,16 @@ mod tests {
             jitter: Duration::from_millis(3),
             bandwidth_bytes_per_sec: Some(12_500_000),
         };
-        assert_eq!(local.link(0, 2), expected);
-        assert_eq!(local.link(2, 0), expected);
-        assert_eq!(local.link(0, 1), LinkParams::default());
-        assert_eq!(local.link(1, 1), LinkParams::default());
+        assert_eq!(local.link(RegionId::new(0), RegionId::new(2)), expected);
+        assert_eq!(local.link(RegionId::new(2), RegionId::new(0)), expected);
+        assert_eq!(
+            local.link(RegionId::new(0), RegionId::new(1)),
+            LinkParams::default()
+        );
+        assert_eq!(
+            local.link(RegionId::new(1), RegionId::new(1)),
+            LinkParams::default()
+        );
         assert_eq!(LinkParams::default().bandwidth_bytes_per_sec, None);
     }
 

@@ -136,7 +136,7 @@ pub(crate) fn redis_memory(s: &str) -> Result<(), Invalid> {
 
 /// Parses a relay retention: a duration in `s`, `m`, `h` or `d`, or a size in `B`, `KiB`, `MiB`,
 /// `GiB`, `TiB` (binary) or `KB`, `MB`, `GB`, `TB` (decimal); greater than zero.
-pub(crate) fn retention(s: &str) -> Result<crate::RelayRetention, String> {
+pub(crate) fn retention(s: &str) -> Result<crate::RelayRetention, Invalid> {
     use crate::RelayRetention;
     const TIME: &[(&str, u128)] = &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)];
     const SIZE: &[(&str, u128)] = &[
@@ -151,9 +151,13 @@ pub(crate) fn retention(s: &str) -> Result<crate::RelayRetention, String> {
         ("TB", 1_000_000_000_000),
     ];
     let bad = |why: &str| {
-        format!(
-            "invalid retention {s:?}: {why} (expected a duration such as \"6h\", \"30m\", \"2d\" \
-             or a size such as \"2GiB\", \"512MiB\", \"1TB\")"
+        Invalid::because(
+            "retention",
+            s,
+            format!(
+                "{why} (expected a duration such as \"6h\", \"30m\", \"2d\" or a size such as \
+                 \"2GiB\", \"512MiB\", \"1TB\")"
+            ),
         )
     };
     let (value, is_age) = match scaled(s, TIME, 1) {
@@ -260,10 +264,11 @@ mod tests {
         assert_eq!(retention("2GiB"), Ok(Bytes(2 << 30)));
         assert_eq!(retention("1TB"), Ok(Bytes(1_000_000_000_000)));
         for bad in ["", "6", "0s", "0GiB", "6 hours", "2gib", "-1h", "1.2.3h"] {
-            let e = retention(bad).unwrap_err();
+            let e = retention(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid retention"), "{bad:?}: {e}");
         }
-        assert!(retention("0h").unwrap_err().contains("greater than zero"));
+        let zero = retention("0h").unwrap_err().to_string();
+        assert!(zero.contains("greater than zero"), "{zero}");
     }
 
     #[test]

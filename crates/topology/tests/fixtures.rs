@@ -67,7 +67,7 @@ fn every_valid_fixture_and_example_loads() {
         let t = Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.source, path);
         for (i, r) in t.regions.iter().enumerate() {
-            assert_eq!(r.index, i);
+            assert_eq!(r.index, topology::RegionId::new(i));
         }
     }
 }
@@ -77,9 +77,9 @@ fn full_fixture_values() {
     let path = dir("tests/fixtures/valid/full.toml");
     let t = Topology::load(&path).unwrap();
     assert_eq!(t.name, "full-cluster-0");
-    assert_eq!(t.primary, 1);
+    assert_eq!(t.primary, r(1));
     assert_eq!(t.primary_region().name, "eu-central-1");
-    assert_eq!(t.region("ap-southeast-1").unwrap().index, 2);
+    assert_eq!(t.region("ap-southeast-1").unwrap().index, r(2));
     assert_eq!(
         t.region("ap-southeast-1").unwrap().endpoint,
         "192.0.2.7:443"
@@ -101,14 +101,17 @@ fn full_fixture_values() {
     assert_eq!(t.local.base_port, 20000);
     assert_eq!(t.local.data_dir, Path::new("/var/tmp/georep"));
     assert_eq!(t.local.links.len(), 3);
-    let l = t.local.link(2, 0);
+    let l = t.local.link(r(2), r(0));
     assert_eq!(l.latency, Duration::from_millis(110));
     assert_eq!(l.jitter, Duration::from_millis(110));
     assert_eq!(l.bandwidth_bytes_per_sec, Some(187_500_000));
-    assert_eq!(t.local.link(0, 1).bandwidth_bytes_per_sec, Some(12_500_000));
-    assert_eq!(t.local.link(1, 2).latency, Duration::from_micros(250));
-    assert_eq!(t.local.link(1, 2).jitter, Duration::ZERO);
-    assert_eq!(t.local.link(1, 2).bandwidth_bytes_per_sec, None);
+    assert_eq!(
+        t.local.link(r(0), r(1)).bandwidth_bytes_per_sec,
+        Some(12_500_000)
+    );
+    assert_eq!(t.local.link(r(1), r(2)).latency, Duration::from_micros(250));
+    assert_eq!(t.local.link(r(1), r(2)).jitter, Duration::ZERO);
+    assert_eq!(t.local.link(r(1), r(2)).bandwidth_bytes_per_sec, None);
     assert_eq!(t.local.ports(2).redis, 20200);
     assert_eq!(t.local.control_port(), 20099);
 
@@ -128,7 +131,7 @@ fn full_fixture_values() {
 #[test]
 fn defaults_fill_in_what_is_left_out() {
     let t = Topology::load(dir("tests/fixtures/valid/minimal.toml")).unwrap();
-    assert_eq!(t.primary, 0);
+    assert_eq!(t.primary, r(0));
     assert_eq!(t.key_file, None);
     assert_eq!(t.redis.write_rate_bytes_per_sec, 1_000_000);
     assert_eq!(t.redis.outage_budget, Duration::from_secs(60));
@@ -137,7 +140,7 @@ fn defaults_fill_in_what_is_left_out() {
     assert_eq!(t.local.base_port, 17000);
     assert_eq!(t.local.data_dir, Path::new("georep-data"));
     assert!(t.local.links.is_empty());
-    assert_eq!(t.local.link(0, 1), topology::LinkParams::default());
+    assert_eq!(t.local.link(r(0), r(1)), topology::LinkParams::default());
     assert_eq!(t.kubernetes, topology::KubernetesSettings::default());
     assert_eq!(t.kubernetes.image, "ghcr.io/georep/georep:0.1.0");
     assert_eq!(t.kubernetes.redis_image, "redis:7.2.5");
@@ -148,7 +151,7 @@ fn defaults_fill_in_what_is_left_out() {
     assert_eq!(t.kubernetes.tunnel_source_ranges, ["0.0.0.0/0"]);
 
     let t = Topology::load(dir("tests/fixtures/valid/inline-tables.toml")).unwrap();
-    assert_eq!(t.primary, 1);
+    assert_eq!(t.primary, r(1));
     assert_eq!(t.local.base_port, 1024);
     assert_eq!(t.redis.outage_budget, Duration::from_millis(1500));
     assert!(t.kubernetes.app_namespaces.is_empty());
@@ -159,13 +162,16 @@ fn examples_describe_the_seed_and_three_regions() {
     let two = Topology::load(dir("../../examples/aws-two-regions.toml")).unwrap();
     assert_eq!(two.primary_region().name, "us-east-1");
     assert_eq!(two.regions[1].name, "eu-central-1");
-    assert_eq!(two.local.link(1, 0).latency, Duration::from_millis(45));
+    assert_eq!(
+        two.local.link(r(1), r(0)).latency,
+        Duration::from_millis(45)
+    );
     assert_eq!(two.kubernetes.storage_size, "5Gi");
     assert_eq!(two.kubernetes.storage_class, "gp3");
 
     let three = Topology::load(dir("../../examples/three-regions.toml")).unwrap();
     assert_eq!(three.regions.len(), 3);
-    let ms = |a, b| three.local.link(a, b).latency.as_millis();
+    let ms = |a, b| three.local.link(r(a), r(b)).latency.as_millis();
     assert_eq!((ms(0, 1), ms(0, 2), ms(1, 2)), (45, 110, 80));
     assert_eq!((ms(1, 0), ms(2, 0), ms(2, 1)), (45, 110, 80));
     // Both examples can run on one host at once: their port ranges do not overlap.
@@ -375,4 +381,8 @@ fn relay_section_is_opt_in() {
     let p = t.local.ports(1);
     assert_eq!((p.relay, p.relay_tunnel), (17106, 17107));
     assert_eq!(t.local.relay_wan_listener(1, 0), 17190);
+}
+
+fn r(index: usize) -> topology::RegionId {
+    topology::RegionId::new(index)
 }

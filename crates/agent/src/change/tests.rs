@@ -3,6 +3,9 @@
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
+const R0: RegionId = RegionId::new(0);
+const R1: RegionId = RegionId::new(1);
+const R2: RegionId = RegionId::new(2);
 
 fn names() -> Vec<String> {
     ["us", "eu", "ap"].map(String::from).to_vec()
@@ -11,11 +14,11 @@ fn names() -> Vec<String> {
 fn planned() -> (Planned, Action) {
     Planned::new(PlannedStart {
         names: names(),
-        me: 0,
-        to: 1,
+        me: R0,
+        to: R1,
         known: Known {
             epoch: 4,
-            primary: 0,
+            primary: R0,
         },
         fenced: false,
         timeout: Duration::from_millis(500),
@@ -29,7 +32,7 @@ fn local_primary() -> Observation {
         replica_offset: None,
         meta: Some(Known {
             epoch: 4,
-            primary: 0,
+            primary: R0,
         }),
     })
 }
@@ -85,9 +88,9 @@ fn a_planned_switchover_issues_its_steps_in_order_and_reports_the_new_epoch() {
             Action::ReadTargetOffset { .. } => "caught-up?",
             Action::Record(Known {
                 epoch: 7,
-                primary: 1,
+                primary: R1,
             }) => "record",
-            Action::Demote { follow: 1 } => "demote",
+            Action::Demote { follow: R1 } => "demote",
             Action::PromoteTarget(_) => "promote",
             Action::Unpause => "unpause",
             Action::Finish(Ok(_)) => "ok",
@@ -116,7 +119,7 @@ fn a_planned_switchover_issues_its_steps_in_order_and_reports_the_new_epoch() {
     };
     assert_eq!(
         (done.kind, done.from, done.to, done.epoch),
-        (ChangeKind::Planned, 0, 1, 7)
+        (ChangeKind::Planned, R0, R1, 7)
     );
     assert_eq!(done.offset_gap, Some(0));
 }
@@ -190,11 +193,11 @@ fn an_aborted_switchover_removes_its_mark_after_unpausing() {
 fn a_switchover_is_refused_before_any_action_when_we_are_not_the_primary() {
     let (_, first) = Planned::new(PlannedStart {
         names: names(),
-        me: 2,
-        to: 1,
+        me: R2,
+        to: R1,
         known: Known {
             epoch: 4,
-            primary: 0,
+            primary: R0,
         },
         fenced: false,
         timeout: Duration::from_secs(1),
@@ -205,10 +208,10 @@ fn a_switchover_is_refused_before_any_action_when_we_are_not_the_primary() {
     assert!(e.to_string().contains("the primary is us (epoch 4)"), "{e}");
 }
 
-fn forced(known_primary: usize) -> (Forced, Action) {
+fn forced(known_primary: RegionId) -> (Forced, Action) {
     Forced::new(ForcedStart {
         names: names(),
-        me: 1,
+        me: R1,
         known: Known {
             epoch: 4,
             primary: known_primary,
@@ -225,21 +228,21 @@ fn local_replica() -> Observation {
         replica_offset: Some(900),
         meta: Some(Known {
             epoch: 4,
-            primary: 0,
+            primary: R0,
         }),
     })
 }
 
 #[test]
 fn a_forced_promotion_is_refused_while_anyone_serves_or_a_switchover_is_marked() {
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     assert_eq!(m.handle(local_replica()), Action::ProbeServing);
-    let Action::Finish(Err(e)) = m.handle(Observation::Serving(Some(2))) else {
+    let Action::Finish(Err(e)) = m.handle(Observation::Serving(Some(R2))) else {
         panic!()
     };
     assert!(matches!(e, ChangeError::PrimaryServing { ref primary, .. } if primary == "ap"));
 
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     m.handle(local_replica());
     assert_eq!(m.handle(Observation::Serving(None)), Action::ReadMark);
     let mark = SwitchoverMark {
@@ -255,14 +258,14 @@ fn a_forced_promotion_is_refused_while_anyone_serves_or_a_switchover_is_marked()
     );
 
     // Our Redis is already the primary the data names (a switchover to us just finished).
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     let done = Observation::Local(LocalView {
         role: RedisRole::Primary,
         fence_on: false,
         replica_offset: None,
         meta: Some(Known {
             epoch: 5,
-            primary: 1,
+            primary: R1,
         }),
     });
     assert!(matches!(
@@ -273,13 +276,13 @@ fn a_forced_promotion_is_refused_while_anyone_serves_or_a_switchover_is_marked()
 
 #[test]
 fn a_forced_promotion_records_above_every_epoch_then_promotes_and_reports_the_gap() {
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     m.handle(local_replica());
     m.handle(Observation::Serving(None));
     assert_eq!(m.handle(Observation::Mark(None)), Action::ReadHighestEpoch);
     let next = Known {
         epoch: 8,
-        primary: 1,
+        primary: R1,
     };
     assert_eq!(m.handle(Observation::HighestEpoch(7)), Action::Record(next));
     assert_eq!(m.handle(Observation::Done), Action::BecomePrimary);
@@ -293,7 +296,7 @@ fn a_forced_promotion_records_above_every_epoch_then_promotes_and_reports_the_ga
         (ChangeKind::Emergency, 8, Some(100))
     );
     // A failure after the record says so; nothing is paused, so nothing to unpause.
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     m.handle(local_replica());
     m.handle(Observation::Serving(None));
     m.handle(Observation::Mark(None));
@@ -325,11 +328,11 @@ fn a_switchover_above_the_last_epoch_is_refused_before_anything_changes() {
     for (known, highest) in [(4, u64::MAX), (u64::MAX, 0)] {
         let (mut m, _) = Planned::new(PlannedStart {
             names: names(),
-            me: 0,
-            to: 1,
+            me: R0,
+            to: R1,
             known: Known {
                 epoch: known,
-                primary: 0,
+                primary: R0,
             },
             fenced: false,
             timeout: Duration::from_millis(500),
@@ -351,7 +354,7 @@ fn a_switchover_above_the_last_epoch_is_refused_before_anything_changes() {
 
 #[test]
 fn a_forced_promotion_above_the_last_epoch_is_refused_before_anything_changes() {
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     m.handle(local_replica());
     m.handle(Observation::Serving(None));
     m.handle(Observation::Mark(None));
@@ -366,14 +369,14 @@ fn a_forced_promotion_above_the_last_epoch_is_refused_before_anything_changes() 
 fn a_forced_promotion_right_after_a_completed_switchover_is_accepted() {
     // The switchover to ap recorded epoch 5, which our Redis holds (replicated from ap): its
     // mark, alive for a while yet, no longer refuses. ap is gone, nobody serves.
-    let (mut m, _) = forced(0);
+    let (mut m, _) = forced(R0);
     let after_switchover = Observation::Local(LocalView {
         role: RedisRole::Replica,
         fence_on: false,
         replica_offset: Some(900),
         meta: Some(Known {
             epoch: 5,
-            primary: 2,
+            primary: R2,
         }),
     });
     assert_eq!(m.handle(after_switchover), Action::ProbeServing);
@@ -390,12 +393,12 @@ fn a_forced_promotion_right_after_a_completed_switchover_is_accepted() {
         m.handle(Observation::HighestEpoch(5)),
         Action::Record(Known {
             epoch: 6,
-            primary: 1
+            primary: R1
         })
     );
     // A mark one epoch further (a switchover not seen yet), or one that does not say, refuses.
     for epoch in [Some(6), None] {
-        let (mut m, _) = forced(0);
+        let (mut m, _) = forced(R0);
         m.handle(local_replica());
         m.handle(Observation::Serving(None));
         let mark = SwitchoverMark {

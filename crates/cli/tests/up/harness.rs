@@ -111,7 +111,7 @@ impl Env {
     }
 
     pub fn primary_addr(&self) -> SocketAddr {
-        self.redis_addr(self.t().primary)
+        self.redis_addr(self.t().primary.index())
     }
 
     pub async fn app(&self, i: usize) -> Conn {
@@ -195,7 +195,7 @@ impl Env {
 
     pub async fn wait_replicas_up(&self) {
         for i in 0..self.t().regions.len() {
-            if i != self.t().primary {
+            if i != self.t().primary.index() {
                 self.wait_link(i, "up").await;
             }
         }
@@ -219,7 +219,7 @@ impl Env {
     /// `(sync_full, sync_partial_ok)` of the primary.
     pub async fn primary_syncs(&self) -> (i64, i64) {
         let info = self
-            .admin(self.t().primary)
+            .admin(self.t().primary.index())
             .await
             .info(&["stats"])
             .await
@@ -243,7 +243,7 @@ impl Env {
 
     /// Waits until every replica's offset equals the primary's, then compares the data.
     pub async fn wait_converged_with_primary(&self) {
-        let p = self.t().primary;
+        let p = self.t().primary.index();
         for i in 0..self.t().regions.len() {
             if i == p {
                 continue;
@@ -285,7 +285,7 @@ impl Env {
     }
 
     async fn assert_same_data(&self) {
-        let p = self.t().primary;
+        let p = self.t().primary.index();
         let keys = self.user_keys(p).await;
         let mut primary = self.admin(p).await;
         for i in 0..self.t().regions.len() {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::super::*;
+use super::{R0, R1};
 use crate::change::{
     Action, ChangeError, Completed, Forced, ForcedStart, LocalView, Observation as Seen, Planned,
     PlannedStart, RedisRole, SwitchoverMark,
@@ -68,7 +69,7 @@ impl Agent {
             persisted,
             known: persisted.unwrap_or(Known {
                 epoch: 1,
-                primary: 0,
+                primary: R0,
             }),
             fenced: Some("starting".into()),
             memory: Memory::default(),
@@ -90,6 +91,11 @@ struct Sim {
     results: Vec<Result<Completed, ChangeError>>,
     /// Actions carried out, for failure messages.
     trace: Vec<String>,
+}
+
+/// The simulator keeps its regions in vectors, by position; the agent's code sees ids.
+fn id(i: usize) -> RegionId {
+    RegionId::new(i)
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -210,13 +216,13 @@ impl Sim {
                 } else {
                     Peer::Unreachable
                 };
-                (j, p)
+                (id(j), p)
             })
             .collect();
         let r = &self.redis[i];
         let o = Observation {
-            me: i,
-            bootstrap_primary: 0,
+            me: id(i),
+            bootstrap_primary: R0,
             persisted: self.agents[i].persisted,
             local_meta: r.meta,
             local_is_primary: r.primary && !r.fence,
@@ -238,10 +244,10 @@ impl Sim {
         let r = &mut self.redis[i];
         r.fence = fenced;
         if out.decision != Decision::Hold {
-            if out.known.primary == i {
+            if out.known.primary == id(i) {
                 (r.primary, r.follows) = (true, None);
             } else {
-                (r.primary, r.follows) = (false, Some(out.known.primary));
+                (r.primary, r.follows) = (false, Some(out.known.primary.index()));
             }
         }
         if out.decision == Decision::Primary && self.redis[i].meta != Some(out.known) {
@@ -250,7 +256,7 @@ impl Sim {
             }
             self.redis[i].meta = Some(out.known);
         }
-        if let Some(t) = out.complete_on {
+        if let Some(t) = out.complete_on.map(RegionId::index) {
             if self.reach(i, t) {
                 let r = &mut self.redis[t];
                 (r.primary, r.follows) = (true, None);
@@ -288,8 +294,8 @@ impl Sim {
         let a = &self.agents[i];
         let (machine, next) = Planned::new(PlannedStart {
             names: names(self.redis.len()),
-            me: i,
-            to,
+            me: id(i),
+            to: id(to),
             known: a.known,
             fenced: a.fenced.is_some(),
             timeout: Duration::from_millis(timeout_ms),
@@ -316,7 +322,7 @@ impl Sim {
         let a = &self.agents[i];
         let (machine, next) = Forced::new(ForcedStart {
             names: names(self.redis.len()),
-            me: i,
+            me: id(i),
             known: a.known,
             fenced: a.fenced.is_some(),
             last_primary_offset: a.primary_offset,
@@ -401,16 +407,23 @@ impl Sim {
                 })
             }
             Action::ReadTarget { region, .. } => {
-                if !self.reach(i, *region) {
+                if !self.reach(i, region.index()) {
                     return failed();
                 }
                 Seen::Target {
-                    replica_link_up: self.link_up(*region),
+                    replica_link_up: self.link_up(region.index()),
                 }
             }
-            Action::ProbeServing => Seen::Serving((0..n).find(|j| {
-                *j != i && self.reach(i, *j) && self.redis[*j].primary && !self.redis[*j].fence
-            })),
+            Action::ProbeServing => Seen::Serving(
+                (0..n)
+                    .find(|j| {
+                        *j != i
+                            && self.reach(i, *j)
+                            && self.redis[*j].primary
+                            && !self.redis[*j].fence
+                    })
+                    .map(id),
+            ),
             Action::ReadMark => Seen::Mark(SwitchoverMark::newest(
                 (0..n)
                     .filter(|j| self.reach(i, *j))
@@ -450,8 +463,8 @@ impl Sim {
             }
             Action::ReadPrimaryOffset => Seen::Offset(Some(self.redis[i].data.len() as u64)),
             Action::ReadTargetOffset { region, .. } => Seen::Offset(
-                self.reach(i, *region)
-                    .then(|| self.redis[*region].data.len() as u64),
+                self.reach(i, region.index())
+                    .then(|| self.redis[region.index()].data.len() as u64),
             ),
             Action::Wait(d) => {
                 self.tick(d.as_millis().max(1) as u64);
@@ -464,11 +477,11 @@ impl Sim {
             }
             Action::Demote { follow } => {
                 let r = &mut self.redis[i];
-                (r.primary, r.follows) = (false, Some(*follow));
+                (r.primary, r.follows) = (false, Some(follow.index()));
                 Seen::Done
             }
             Action::PromoteTarget(k) => {
-                let t = k.primary;
+                let t = k.primary.index();
                 if !self.reach(i, t) {
                     return failed();
                 }
@@ -534,7 +547,7 @@ impl Sim {
     /// The region restarts: redis.conf from its agent's state file (the believed primary starts
     /// as a fenced primary, the others as its replicas), the data from disk.
     fn restart_region(&mut self, i: usize) {
-        let believed = self.agents[i].persisted.map_or(0, |k| k.primary);
+        let believed = self.agents[i].persisted.map_or(0, |k| k.primary.index());
         let r = &mut self.redis[i];
         r.down = false;
         r.paused_until = None;
@@ -580,7 +593,7 @@ impl Sim {
         };
         let all_follow = (0..self.redis.len())
             .all(|i| i == p || (self.redis[i].follows == Some(p) && self.link_up(i)));
-        let all_agree = self.agents.iter().all(|a| a.known.primary == p);
+        let all_agree = self.agents.iter().all(|a| a.known.primary == id(p));
         (all_follow && all_agree).then_some(p)
     }
 
@@ -634,7 +647,7 @@ fn a_planned_switchover_moves_the_primary_and_loses_nothing() {
     let [Ok(done)] = &sim.results[..] else {
         panic!("{:?}", sim.results)
     };
-    assert_eq!((done.from, done.to, done.epoch), (0, 1, 2));
+    assert_eq!((done.from, done.to, done.epoch), (R0, R1, 2));
     sim.settle();
     for _ in 0..10 {
         sim.write();
@@ -748,7 +761,7 @@ fn a_forced_promotion_right_after_a_completed_switchover_is_accepted() {
     let [_, Ok(done)] = &sim.results[..] else {
         panic!("{:?}\n{:#?}", sim.results, sim.trace)
     };
-    assert_eq!((done.to, done.epoch), (2, 3));
+    assert_eq!((done.to, done.epoch), (id(2), 3));
     // The others follow the promoted region before the lost one returns.
     for _ in 0..3 {
         sim.rounds();
@@ -828,7 +841,7 @@ fn a_crashed_primary_replaced_by_force_returns_as_a_replica_without_ever_being_w
         sim.agents[0].persisted,
         Some(Known {
             epoch: 2,
-            primary: 1
+            primary: R1
         })
     );
 }
