@@ -51,6 +51,8 @@ pub struct RelayPlacement {
     pub dir: PathBuf,
     /// How much stream to keep (the topology's `relay.retention`).
     pub retention: relay::Retention,
+    /// The stream between relays (the topology's `relay.compression`).
+    pub compression: relay::Compression,
 }
 
 impl RelayPlacement {
@@ -59,6 +61,14 @@ impl RelayPlacement {
         match settings.retention {
             topology::RelayRetention::Age(d) => relay::Retention::Age(d),
             topology::RelayRetention::Bytes(b) => relay::Retention::Bytes(b),
+        }
+    }
+
+    /// `relay.compression` as the relay takes it.
+    pub fn compression_of(settings: &topology::RelaySettings) -> relay::Compression {
+        match settings.compression {
+            topology::RelayCompression::None => relay::Compression::None,
+            topology::RelayCompression::Zstd => relay::Compression::Zstd,
         }
     }
 }
@@ -122,6 +132,7 @@ pub(crate) async fn bind(
         dir: placement.dir.clone(),
         retention: placement.retention,
         segment_size: SEGMENT_SIZE,
+        compression: placement.compression,
     };
     std::fs::create_dir_all(&placement.dir).map_err(bind(
         "relay store directory",

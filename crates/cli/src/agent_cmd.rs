@@ -238,6 +238,7 @@ fn relay_placement(
         peer_endpoints: endpoints,
         dir: args.state_dir.join("relay"),
         retention: agent::RelayPlacement::retention_of(settings),
+        compression: agent::RelayPlacement::compression_of(settings),
     }))
 }
 
