@@ -81,6 +81,7 @@ pub(crate) struct RelayHandle {
     /// Our relay tunnel client towards region `i`'s relay listens here.
     via: Vec<Option<SocketAddr>>,
     retention: relay::Retention,
+    compression: relay::Compression,
 }
 
 /// The relay as `/status` reports it: what it follows and the outage it can still absorb.
@@ -102,6 +103,12 @@ pub struct RelayStatus {
     pub disk_bytes: u64,
     /// The configured retention, in seconds (`21600s`) or bytes (`2147483648B`).
     pub retention: String,
+    /// The configured compression between relays (`none`, `zstd`).
+    #[serde(default)]
+    pub compression: String,
+    /// Uncompressed / wire bytes over this relay's compressed links so far; `None` before any.
+    #[serde(default)]
+    pub compression_ratio: Option<f64>,
 }
 
 /// What was bound at start, before any task runs.
@@ -165,6 +172,7 @@ pub(crate) async fn bind(
         metrics,
         via,
         retention: placement.retention,
+        compression: placement.compression,
     };
     Ok((
         Bound {
@@ -303,6 +311,8 @@ pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
         horizon_seconds: gauge(&m.oldest_age_seconds),
         disk_bytes: gauge(&m.disk_bytes),
         retention: h.retention.to_string(),
+        compression: h.compression.to_string(),
+        compression_ratio: m.compression_ratio(),
     });
 }
 
@@ -318,12 +328,12 @@ pub(crate) fn table(rows: &[crate::client::Row]) -> String {
         return String::new();
     }
     let mut out = format!(
-        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
-        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION"
+        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
+        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION", "WAN"
     );
     for (name, r) in relays {
         out.push_str(&format!(
-            "{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+            "{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
             name,
             r.upstream,
             if r.upstream_connected { "yes" } else { "no" },
@@ -333,6 +343,11 @@ pub(crate) fn table(rows: &[crate::client::Row]) -> String {
                 Ok(relay::Retention::Age(d)) => human_duration(d.as_secs()),
                 Ok(relay::Retention::Bytes(b)) => human_bytes(b),
                 Err(_) => r.retention.clone(),
+            },
+            match (r.compression.as_str(), r.compression_ratio) {
+                ("zstd", Some(ratio)) => format!("zstd {ratio:.1}x"),
+                ("zstd", None) => "zstd".to_owned(),
+                _ => "plain".to_owned(),
             },
         ));
     }
@@ -416,12 +431,14 @@ mod tests {
             horizon_seconds: 3725,
             disk_bytes: 3 << 30,
             retention: "21600s".into(),
+            compression: "zstd".into(),
+            compression_ratio: Some(6.96),
             ..RelayStatus::default()
         });
         let t = table(&[row(&status)]);
         let line = t.lines().last().unwrap();
         assert!(line.starts_with("eu "), "{t}");
-        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m"] {
+        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m", "zstd 7.0x"] {
             assert!(line.contains(part), "{part} missing: {t}");
         }
     }

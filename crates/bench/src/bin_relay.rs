@@ -241,7 +241,6 @@ async fn metric(addr: SocketAddr, series: &str) -> f64 {
 }
 
 struct Replica {
-    path: &'static str,
     addr: SocketAddr,
     link: LinkHandle,
     /// The relay next to the replica (none on the direct path): its metrics address.
@@ -334,7 +333,7 @@ async fn start(
     if args.bandwidth_mbit > 0 {
         wan = wan.with_bandwidth(args.bandwidth_mbit * 1_000_000 / 8);
     }
-    let link = |name: &str, to: SocketAddr| async move {
+    let link = |name: &'static str, to: SocketAddr| async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         anyhow::Ok((
@@ -393,7 +392,6 @@ async fn start(
             Some(follow),
         )?;
         replicas.push(Replica {
-            path,
             addr,
             link,
             relay_metrics,
@@ -406,7 +404,8 @@ async fn start(
     })
 }
 
-/// Waits until every replica has the primary's offset; returns, per replica, how long it took.
+/// Waits until every replica has (at least: the primary PINGs its replicas) the primary's offset
+/// of now; returns, per replica, how long it took.
 async fn caught_up(setup: &Setup, since: Instant) -> anyhow::Result<Vec<Duration>> {
     let mut p = conn(setup.primary).await?;
     let target = info_int(&mut p, "replication", "master_repl_offset").await?;
@@ -422,7 +421,7 @@ async fn caught_up(setup: &Setup, since: Instant) -> anyhow::Result<Vec<Duration
                 continue;
             }
             let info = c.info(&["replication"]).await?;
-            if info.int("master_repl_offset") == Some(target)
+            if info.int("master_repl_offset").is_some_and(|o| o >= target)
                 && info.get("master_link_status") == Some("up")
             {
                 done[i] = Some(since.elapsed());
@@ -581,6 +580,13 @@ struct Cut {
 async fn cut(args: &Args, setup: &Setup, first: u64) -> anyhow::Result<Cut> {
     let mut p = conn(setup.primary).await?;
     let full0 = info_int(&mut p, "stats", "sync_full").await?;
+    let mut relay_full0 = Vec::new();
+    for r in &setup.replicas {
+        relay_full0.push(match r.relay_metrics {
+            Some(m) => metric(m, "georep_relay_upstream_full_syncs_total").await,
+            None => f64::NAN,
+        });
+    }
     let offset0 = info_int(&mut p, "replication", "master_repl_offset").await?;
     for r in &setup.replicas {
         r.link.cut();
@@ -614,9 +620,9 @@ async fn cut(args: &Args, setup: &Setup, first: u64) -> anyhow::Result<Cut> {
         .map(|(r, w)| r.link.stats().bytes_down - w)
         .collect();
     let mut relay_full_syncs = Vec::new();
-    for r in &setup.replicas {
+    for (r, before) in setup.replicas.iter().zip(relay_full0) {
         relay_full_syncs.push(match r.relay_metrics {
-            Some(m) => metric(m, "georep_relay_upstream_full_syncs_total").await,
+            Some(m) => metric(m, "georep_relay_upstream_full_syncs_total").await - before,
             None => f64::NAN,
         });
     }
@@ -769,13 +775,13 @@ async fn main() -> anyhow::Result<()> {
         cut.stream as f64 / (args.backlog_mb as f64 * 1024.0 * 1024.0),
         cut.write_secs
     );
-    println!("| path | caught up after | WAN bytes to catch up | per stream byte of the cut | relay full syncs | data equal |");
+    println!("| path | caught up after | WAN bytes to catch up | per stream byte of the cut | full syncs during the cut | data equal |");
     println!("|---|---|---|---|---|---|");
     for (i, path) in PATHS.iter().enumerate() {
         let full = if cut.relay_full_syncs[i].is_nan() {
-            format!("primary: {}", cut.primary_full_syncs)
+            format!("{} (of the primary)", cut.primary_full_syncs)
         } else {
-            format!("{}", cut.relay_full_syncs[i])
+            format!("{} (of its relay)", cut.relay_full_syncs[i])
         };
         println!(
             "| {path} | {:.2} s | {} | {:.3} | {full} | {} |",

@@ -133,6 +133,17 @@ impl RelayMetrics {
         m
     }
 
+    /// Uncompressed / wire bytes over every compressed link of this relay (both directions);
+    /// `None` before any byte was compressed.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let (mut raw, mut wire) = (0, 0);
+        for direction in ["sent", "received"] {
+            raw += self.compression_raw(direction).get();
+            wire += self.compression_wire(direction).get();
+        }
+        (wire > 0).then(|| raw as f64 / wire as f64)
+    }
+
     pub(crate) fn compression_raw(&self, direction: &'static str) -> Counter {
         self.compression_raw_bytes
             .get_or_create(&vec![("direction", direction.to_owned())])

@@ -371,6 +371,9 @@ async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), Li
     let mut buf = vec![0u8; 64 * 1024];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_rx = Instant::now();
+    // The once-a-second fdatasync runs on a blocking thread, outside the store's lock, so
+    // neither this link nor the downstreams wait for the disk.
+    let mut syncing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     loop {
         replica.take_outgoing(&mut out);
         if !out.is_empty() {
@@ -413,7 +416,14 @@ async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), Li
                 if last_rx.elapsed() > LINK_TIMEOUT {
                     return Err(LinkError::Timeout(addr, LINK_TIMEOUT));
                 }
-                shared.store().sync()?;
+                if syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                    if let Some(done) = syncing.take() {
+                        done.await.unwrap_or(Ok(()))?;
+                    }
+                    if let Some((file, path)) = shared.store().unsynced_segment()? {
+                        syncing = Some(tokio::task::spawn_blocking(move || store::sync_file(&file, &path)));
+                    }
+                }
                 replica.ack();
             }
         }
