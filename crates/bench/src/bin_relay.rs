@@ -706,11 +706,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let cut = cut(&args, &setup, next).await?;
 
-    let mut p = conn(setup.primary).await?;
-    let digest = p.cmd(&["DEBUG", "DIGEST"]).await?.text();
+    let p = conn(setup.primary).await?;
+    // A digest of ~1M keys takes seconds.
+    let digest_of = |mut c: Conn| async move {
+        anyhow::Ok(
+            c.cmd_with_timeout(&["DEBUG", "DIGEST"], Duration::from_secs(120))
+                .await?
+                .text(),
+        )
+    };
+    let digest = digest_of(p).await?;
     let mut equal = Vec::new();
     for r in &setup.replicas {
-        equal.push(conn(r.addr).await?.cmd(&["DEBUG", "DIGEST"]).await?.text() == digest);
+        equal.push(digest_of(conn(r.addr).await?).await? == digest);
     }
     let mut ratios = Vec::new();
     for r in &setup.replicas {

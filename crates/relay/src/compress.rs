@@ -490,13 +490,14 @@ mod tests {
             .unwrap();
         let raw = documents(5);
         let mut body = Vec::with_capacity(MAX_WIRE);
-        let mut input = InBuffer::around(&raw);
-        let mut output = OutBuffer::around(&mut body);
-        while input.pos() < raw.len() {
-            e.run(&mut input, &mut output).unwrap();
+        {
+            let mut input = InBuffer::around(&raw);
+            let mut output = OutBuffer::around(&mut body);
+            while input.pos() < raw.len() {
+                e.run(&mut input, &mut output).unwrap();
+            }
+            while e.flush(&mut output).unwrap() > 0 {}
         }
-        while e.flush(&mut output).unwrap() > 0 {}
-        drop(output);
         let mut wire = (raw.len() as u32).to_le_bytes().to_vec();
         wire.extend((body.len() as u32).to_le_bytes());
         wire.extend(crc32c::crc32c(&raw).to_le_bytes());
