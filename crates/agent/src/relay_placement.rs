@@ -52,6 +52,8 @@ pub struct RelayPlacement {
     pub dir: PathBuf,
     /// How much stream to keep (the topology's `relay.retention`).
     pub retention: relay::Retention,
+    /// The stream between relays (the topology's `relay.compression`).
+    pub compression: relay::Compression,
 }
 
 impl RelayPlacement {
@@ -60,6 +62,14 @@ impl RelayPlacement {
         match settings.retention {
             topology::RelayRetention::Age(d) => relay::Retention::Age(d),
             topology::RelayRetention::Bytes(b) => relay::Retention::Bytes(b),
+        }
+    }
+
+    /// `relay.compression` as the relay takes it.
+    pub fn compression_of(settings: &topology::RelaySettings) -> relay::Compression {
+        match settings.compression {
+            topology::RelayCompression::None => relay::Compression::None,
+            topology::RelayCompression::Zstd => relay::Compression::Zstd,
         }
     }
 }
@@ -72,6 +82,7 @@ pub(crate) struct RelayHandle {
     /// Our relay tunnel client towards region `i`'s relay listens here.
     via: Vec<Option<SocketAddr>>,
     retention: relay::Retention,
+    compression: relay::Compression,
 }
 
 /// The relay as `/status` reports it: what it follows and the outage it can still absorb.
@@ -93,6 +104,12 @@ pub struct RelayStatus {
     pub disk_bytes: u64,
     /// The configured retention, in seconds (`21600s`) or bytes (`2147483648B`).
     pub retention: String,
+    /// The configured compression between relays (`none`, `zstd`).
+    #[serde(default)]
+    pub compression: String,
+    /// Uncompressed / wire bytes over this relay's compressed links so far; `None` before any.
+    #[serde(default)]
+    pub compression_ratio: Option<f64>,
 }
 
 /// What was bound at start, before any task runs.
@@ -123,6 +140,7 @@ pub(crate) async fn bind(
         dir: placement.dir.clone(),
         retention: placement.retention,
         segment_size: SEGMENT_SIZE,
+        compression: placement.compression,
     };
     std::fs::create_dir_all(&placement.dir).map_err(bind(
         "relay store directory",
@@ -145,6 +163,7 @@ pub(crate) async fn bind(
         metrics,
         via,
         retention: placement.retention,
+        compression: placement.compression,
     };
     Ok((
         Bound {
@@ -306,6 +325,8 @@ pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
         horizon_seconds: gauge(&m.oldest_age_seconds),
         disk_bytes: gauge(&m.disk_bytes),
         retention: h.retention.to_string(),
+        compression: h.compression.to_string(),
+        compression_ratio: m.compression_ratio(),
     });
 }
 
@@ -321,12 +342,12 @@ pub(crate) fn table(rows: &[crate::client::Row]) -> String {
         return String::new();
     }
     let mut out = format!(
-        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
-        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION"
+        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
+        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION", "WAN"
     );
     for (name, r) in relays {
         out.push_str(&format!(
-            "{:<16} {:<16} {:<9} {:>10} {:>12} {}\n",
+            "{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
             name,
             r.upstream,
             if r.upstream_connected { "yes" } else { "no" },
@@ -336,6 +357,11 @@ pub(crate) fn table(rows: &[crate::client::Row]) -> String {
                 Ok(relay::Retention::Age(d)) => human_duration(d.as_secs()),
                 Ok(relay::Retention::Bytes(b)) => human_bytes(b),
                 Err(_) => r.retention.clone(),
+            },
+            match (r.compression.as_str(), r.compression_ratio) {
+                ("zstd", Some(ratio)) => format!("zstd {ratio:.1}x"),
+                ("zstd", None) => "zstd".to_owned(),
+                _ => "plain".to_owned(),
             },
         ));
     }
@@ -431,12 +457,14 @@ mod tests {
             horizon_seconds: 3725,
             disk_bytes: 3 << 30,
             retention: "21600s".into(),
+            compression: "zstd".into(),
+            compression_ratio: Some(6.96),
             ..RelayStatus::default()
         });
         let t = table(&[row(&status)]);
         let line = t.lines().last().unwrap();
         assert!(line.starts_with("eu "), "{t}");
-        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m"] {
+        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m", "zstd 7.0x"] {
             assert!(line.contains(part), "{part} missing: {t}");
         }
     }

@@ -245,6 +245,7 @@ fn relay_placement(
             .clone()
             .unwrap_or_else(|| args.state_dir.join("relay")),
         retention: agent::RelayPlacement::retention_of(settings),
+        compression: agent::RelayPlacement::compression_of(settings),
     }))
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use relay::{downstream::Credential, Config, Relay, RelayMetrics, Retention};
+use relay::{downstream::Credential, Compression, Config, Relay, RelayMetrics, Retention};
 
 use crate::exit::Failure;
 
@@ -40,6 +40,10 @@ pub(crate) struct RelayArgs {
     /// Segment file size (a size like 64MiB); retention deletes whole segments.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     segment_size: u64,
+    /// Compress the stream to and from other relays: `zstd` or `none`. A link is compressed
+    /// only when both relays say `zstd`; Redis replicas always get plain bytes.
+    #[arg(long, value_name = "none|zstd", default_value = "none")]
+    compression: Compression,
     /// Serve Prometheus metrics on ADDR at /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -86,6 +90,7 @@ impl RelayArgs {
                 dir: self.dir,
                 retention: self.retention,
                 segment_size: self.segment_size,
+                compression: self.compression,
             },
             self.metrics,
         ))
@@ -104,9 +109,10 @@ async fn serve(config: Config, metrics: Option<SocketAddr>) -> anyhow::Result<()
         crate::signal::shutdown_on_signals().context("cannot install signal handlers")?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("georep_relay");
     let relay_metrics = RelayMetrics::register(&mut registry);
-    let (upstream, retention) = (
+    let (upstream, retention, compression) = (
         config.upstream.clone().unwrap_or_default(),
         config.retention,
+        config.compression,
     );
     let relay = Relay::bind(config, relay_metrics).await?;
     if let Some(addr) = metrics {
@@ -120,7 +126,7 @@ async fn serve(config: Config, metrics: Option<SocketAddr>) -> anyhow::Result<()
             shutdown.clone(),
         ));
     }
-    tracing::info!(listen = %relay.local_addr()?, %upstream, %retention, "relay ready");
+    tracing::info!(listen = %relay.local_addr()?, %upstream, %retention, %compression, "relay ready");
     relay.run(shutdown).await;
     tracing::info!("relay stopped");
     Ok(())

@@ -1,6 +1,8 @@
 //! `georep relay` end to end with real redis-server: primary → relay A → cuttable link → relay B
 //! → replica. The cut outlasts the primary's backlog many times over; the replica still catches
 //! up with partial resyncs only. Then relay B is killed with -9, and a segment is corrupted.
+//! Also: the link between the relays zstd-compressed (and a damaged frame), and a relay whose
+//! disk fills up.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use resp::{Conn, Credentials};
+use testkit::proxy::{Fault, Proxy, Way};
 use testkit::{eventually, free_addr, wait_listening, Proc, Signal};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -410,5 +413,298 @@ async fn retention_deletes_old_segments_and_moves_the_horizon() {
     assert!(
         horizon > offset - (4 << 20) as f64,
         "horizon {horizon} within ~4 MiB of {offset}"
+    );
+}
+
+/// JSON-like documents (what application values look like; neither random nor all zeros).
+fn document(i: u64) -> Vec<u8> {
+    format!(
+        r#"{{"id":{i},"type":"order","customer":{{"id":"c-{}","name":"Customer {}","tier":"{}"}},"items":[{{"sku":"sku-{}","qty":{},"price":{}.{:02}}},{{"sku":"sku-{}","qty":1,"price":9.99}}],"status":"{}","created":"2026-12-02T03:{:02}:{:02}Z"}}"#,
+        i % 1000,
+        i % 1000,
+        ["gold", "silver", "bronze"][(i % 3) as usize],
+        i * 7 % 5000,
+        1 + i % 4,
+        i % 200,
+        i % 100,
+        i * 13 % 5000,
+        ["new", "paid", "shipped", "delivered"][(i % 4) as usize],
+        i / 60 % 60,
+        i % 60
+    )
+    .into_bytes()
+}
+
+async fn write_documents(primary: SocketAddr, total: usize, seed: u64) {
+    let mut c = conn(primary).await;
+    let (mut written, mut i) = (0, 0u64);
+    while written < total {
+        let doc = document(seed * 1_000_000 + i);
+        written += doc.len();
+        c.cmd(&[
+            b"SET".as_slice(),
+            format!("doc:{seed}:{i}").as_bytes(),
+            &doc,
+        ])
+        .await
+        .unwrap();
+        i += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_relay_link_carries_the_same_data_in_fewer_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("password"), PASSWORD).unwrap();
+    let dirs: Vec<PathBuf> = ["p", "a", "b", "r"]
+        .iter()
+        .map(|d| tmp.path().join(d))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (p_addr, a_addr, b_addr, r_addr) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let zstd = ["--compression", "zstd"];
+    let _primary = redis(p_addr, &dirs[0], &[]);
+    write_documents(p_addr, 1 << 20, 1).await;
+    // Relay A's upstream is Redis: it asks for zstd, Redis refuses the REPLCONF, plain bytes.
+    let relay_a = relay(p_addr, a_addr, &dirs[1], tmp.path(), &zstd);
+    wait_listening(a_addr).await;
+    let wan = Proxy::start(a_addr).await;
+    let mut relay_b = relay(wan.addr, b_addr, &dirs[2], tmp.path(), &zstd);
+    wait_listening(b_addr).await;
+    let b_port = b_addr.port().to_string();
+    // The replica is Redis: relay B never compresses for it.
+    let _replica = redis(
+        r_addr,
+        &dirs[3],
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &b_port,
+            "--masterauth",
+            PASSWORD,
+            "--masteruser",
+            "default",
+        ],
+    );
+    caught_up(p_addr, r_addr).await;
+    write_documents(p_addr, 2 << 20, 2).await;
+    caught_up(p_addr, r_addr).await;
+
+    let received = "{direction=\"received\"}";
+    let raw = metric(
+        relay_b.metrics,
+        &format!("georep_relay_compression_raw_bytes_total{received}"),
+    )
+    .await;
+    let wire = metric(
+        relay_b.metrics,
+        &format!("georep_relay_compression_wire_bytes_total{received}"),
+    )
+    .await;
+    let sent_raw = metric(
+        relay_a.metrics,
+        "georep_relay_compression_raw_bytes_total{direction=\"sent\"}",
+    )
+    .await;
+    let on_the_wan = wan.bytes(Way::Down) as f64;
+    eprintln!(
+        "compressed link: {raw} bytes of RDB and stream as {wire} ({:.1}x); {on_the_wan} bytes crossed the link",
+        raw / wire
+    );
+    assert!(
+        raw >= (3 << 20) as f64,
+        "RDB and stream went compressed: {raw}"
+    );
+    assert_eq!(raw, sent_raw, "both ends count the same bytes");
+    assert!(
+        wire * 3.0 < raw,
+        "documents compress at least 3x: {wire} of {raw}"
+    );
+    assert!(
+        on_the_wan < wire + 4096.0,
+        "the link carried the frames only"
+    );
+    assert_eq!(
+        metric(
+            relay_a.metrics,
+            "georep_relay_compression_raw_bytes_total{direction=\"received\"}"
+        )
+        .await,
+        0.0,
+        "Redis never compresses"
+    );
+    assert_eq!(
+        metric(
+            relay_b.metrics,
+            "georep_relay_compression_raw_bytes_total{direction=\"sent\"}"
+        )
+        .await,
+        0.0,
+        "a Redis replica never gets compressed bytes"
+    );
+
+    // A damaged frame: refused (error, metric, log), nothing of it stored; healed from relay A.
+    relay_b.proc.signal(Signal::SIGKILL);
+    let _ = relay_b.proc.exited_within(Duration::from_secs(10)).await;
+    wan.set_fault(Fault::Flip {
+        way: Way::Down,
+        offset: 400,
+        mask: 0x10,
+    });
+    write_documents(p_addr, 256 << 10, 3).await;
+    relay_b = relay(wan.addr, b_addr, &dirs[2], tmp.path(), &zstd);
+    eventually("relay B refuses the damaged frame", || async {
+        (metric(relay_b.metrics, "georep_relay_compression_errors_total").await >= 1.0)
+            .then_some(())
+    })
+    .await;
+    wan.set_fault(Fault::None);
+    caught_up(p_addr, r_addr).await;
+    assert!(
+        relay_b.proc.stderr().contains("bad compressed frame"),
+        "logged: {}",
+        relay_b.proc.stderr()
+    );
+    assert_eq!(
+        metric(relay_b.metrics, "georep_relay_corrupt_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(relay_b.metrics, "georep_relay_upstream_full_syncs_total").await,
+        0.0,
+        "resumed with a partial resync"
+    );
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_pauses_the_relay_and_it_resumes_once_space_is_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    let _tmpfs = match Tmpfs::mount(&mnt, "8m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount an 8 MiB tmpfs (needs root): {why}");
+            return;
+        }
+    };
+    std::fs::write(tmp.path().join("password"), PASSWORD).unwrap();
+    let (p_dir, r_dir, a_dir) = (
+        tmp.path().join("p"),
+        tmp.path().join("r"),
+        mnt.join("relay"),
+    );
+    for d in [&p_dir, &r_dir, &a_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Leaves the relay ~3 MiB; deleting it is "freeing space".
+    let ballast = mnt.join("ballast");
+    std::fs::write(&ballast, testkit::payload(5 << 20, 9)).unwrap();
+    let (p_addr, a_addr, r_addr) = (free_addr(), free_addr(), free_addr());
+    // A backlog that holds the whole test: the relay resumes with a partial resync.
+    let _primary = redis(p_addr, &p_dir, &["--repl-backlog-size", "64mb"]);
+    write_bytes(p_addr, 256 << 10, 1).await;
+    let relay_a = relay(p_addr, a_addr, &a_dir, tmp.path(), &["--retention", "1GiB"]);
+    wait_listening(a_addr).await;
+    let a_port = a_addr.port().to_string();
+    let _replica = redis(
+        r_addr,
+        &r_dir,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &a_port,
+            "--masterauth",
+            PASSWORD,
+            "--masteruser",
+            "default",
+        ],
+    );
+    caught_up(p_addr, r_addr).await;
+
+    // 6 MiB into ~3 MiB of disk.
+    write_bytes(p_addr, 6 << 20, 2).await;
+    eventually("the relay reports the full disk", || async {
+        (metric(relay_a.metrics, "georep_relay_disk_errors_total").await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        relay_a.proc.stderr().contains("disk full"),
+        "logged: {}",
+        relay_a.proc.stderr()
+    );
+    let held = metric(relay_a.metrics, "georep_relay_upstream_offset").await;
+    let primary_at: f64 = info(p_addr, "master_repl_offset")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        held < primary_at,
+        "the relay holds less than the primary wrote"
+    );
+    // What the replica has is a prefix of the stream, served intact: it is still attached, at
+    // most at the relay's offset.
+    let replica_at: f64 = info(r_addr, "master_repl_offset")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        replica_at <= held,
+        "replica {replica_at} within what is held {held}"
+    );
+    assert_eq!(
+        info(r_addr, "master_link_status").await.as_deref(),
+        Some("up")
+    );
+    assert_eq!(
+        metric(relay_a.metrics, "georep_relay_corrupt_total").await,
+        0.0
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    caught_up(p_addr, r_addr).await;
+    assert_eq!(
+        info(p_addr, "sync_full").await.as_deref(),
+        Some("1"),
+        "no new full sync"
+    );
+    assert_eq!(
+        metric(relay_a.metrics, "georep_relay_upstream_full_syncs_total").await,
+        1.0,
+        "resumed from the last byte held"
+    );
+    assert_eq!(
+        metric(relay_a.metrics, "georep_relay_corrupt_total").await,
+        0.0
     );
 }

@@ -4,9 +4,14 @@
 //! [`Master::handle`] answers `AUTH`, `PING` and `REPLCONF` itself and returns a
 //! [`Request::Psync`] for the driver, which looks the offset up in the store and writes the
 //! `+CONTINUE` / `+FULLRESYNC` reply and the data. After that only `REPLCONF ACK` is expected.
+//!
+//! `REPLCONF georep-compress zstd` (sent only by relays) is answered `+OK zstd` when this relay
+//! is configured to compress; the driver then sends everything after the PSYNC reply in frames
+//! ([`crate::compress`]). Otherwise `+OK`, and the bytes stay plain.
 
 use subtle::ConstantTimeEq;
 
+use crate::compress::Compression;
 use crate::replid::ReplId;
 
 /// Most bytes a replica may send without completing a command.
@@ -61,11 +66,14 @@ pub struct Master {
     pending: Vec<u8>,
     outgoing: Vec<u8>,
     synced: bool,
+    offer: Compression,
+    compress: bool,
 }
 
 impl Master {
-    /// A connection that must authenticate with `credential` (if any) first.
-    pub fn new(credential: Option<Credential>) -> Self {
+    /// A connection that must authenticate with `credential` (if any) first; `offer`: what this
+    /// relay agrees to compress with, if the replica asks.
+    pub fn new(credential: Option<Credential>, offer: Compression) -> Self {
         Self {
             authenticated: credential.is_none(),
             credential,
@@ -74,7 +82,15 @@ impl Master {
             pending: Vec::new(),
             outgoing: Vec::new(),
             synced: false,
+            offer,
+            compress: false,
         }
+    }
+
+    /// Whether the replica asked for compression and this relay agreed: everything after the
+    /// PSYNC reply line goes in frames.
+    pub fn compress(&self) -> bool {
+        self.compress
     }
 
     /// The port the replica announced (`REPLCONF listening-port`).
@@ -207,6 +223,7 @@ impl Master {
     fn replconf(&mut self, args: &[Vec<u8>]) -> Option<Request> {
         let mut pairs = args.chunks(2);
         let mut ack = None;
+        let mut agreed = None;
         while let Some(pair) = pairs.next() {
             let [key, value] = pair else {
                 self.error("ERR syntax error");
@@ -217,6 +234,13 @@ impl Master {
                     self.listening_port = number(Some(value)).and_then(|p| u16::try_from(p).ok())
                 }
                 b"capa" if value.eq_ignore_ascii_case(b"psync2") => self.psync2 = true,
+                b"georep-compress" => {
+                    let asked: Option<Compression> =
+                        std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                    self.compress =
+                        asked == Some(Compression::Zstd) && self.offer == Compression::Zstd;
+                    agreed = Some(self.compress);
+                }
                 // An ACK before the sync (a replica that thinks it is still attached).
                 b"ack" => {
                     ack = number(Some(value));
@@ -228,7 +252,11 @@ impl Master {
         match ack {
             Some(offset) => Some(Request::Ack(offset)),
             None => {
-                self.reply("+OK");
+                self.reply(if agreed == Some(true) {
+                    "+OK zstd"
+                } else {
+                    "+OK"
+                });
                 None
             }
         }
@@ -266,10 +294,13 @@ mod tests {
     }
 
     fn guarded() -> Master {
-        Master::new(Some(Credential {
-            user: "replica".into(),
-            password: "pw".into(),
-        }))
+        Master::new(
+            Some(Credential {
+                user: "replica".into(),
+                password: "pw".into(),
+            }),
+            Compression::None,
+        )
     }
 
     #[test]
@@ -320,7 +351,7 @@ mod tests {
         assert!(m.handle(&cmd(&[b"PSYNC", b"?", b"-1"])).is_empty());
         assert!(out(&mut m).starts_with("-NOAUTH"));
         assert_eq!(m.handle(b"garbage\r\n"), vec![Request::Close]);
-        let mut open = Master::new(None);
+        let mut open = Master::new(None, Compression::None);
         assert_eq!(
             open.handle(&cmd(&[b"PSYNC", b"?", b"-1"])),
             vec![Request::Psync {
@@ -329,5 +360,27 @@ mod tests {
                 psync2: false
             }]
         );
+    }
+
+    #[test]
+    fn compression_only_when_asked_and_offered() {
+        let ask = cmd(&[b"REPLCONF", b"georep-compress", b"zstd"]);
+        let mut both = Master::new(None, Compression::Zstd);
+        both.handle(&ask);
+        assert_eq!(out(&mut both), "+OK zstd\r\n");
+        assert!(both.compress());
+        let mut not_offered = Master::new(None, Compression::None);
+        not_offered.handle(&ask);
+        assert_eq!(out(&mut not_offered), "+OK\r\n");
+        assert!(!not_offered.compress());
+        // A Redis replica never asks: plain bytes even from a relay that offers zstd.
+        let mut redis = Master::new(None, Compression::Zstd);
+        redis.handle(&cmd(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]));
+        assert_eq!(out(&mut redis), "+OK\r\n");
+        assert!(!redis.compress());
+        let mut other = Master::new(None, Compression::Zstd);
+        other.handle(&cmd(&[b"REPLCONF", b"georep-compress", b"lz4"]));
+        assert_eq!(out(&mut other), "+OK\r\n");
+        assert!(!other.compress());
     }
 }

@@ -10,11 +10,14 @@
 //! Replication IDs and offsets are the upstream's, byte for byte: a replica of the relay ends up
 //! with the same `master_replid` and `master_repl_offset` as a replica of the primary.
 //!
-//! The protocol code ([`upstream`], [`downstream`], [`frame`]) is sans-IO; [`run`] drives it with
-//! tokio.
+//! Between two relays the stream may travel zstd-compressed ([`compress`], negotiated per link).
+//!
+//! The protocol code ([`upstream`], [`downstream`], [`frame`], [`compress`]) is sans-IO; [`run`]
+//! drives it with tokio.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod compress;
 pub mod downstream;
 pub mod frame;
 pub mod metrics;
@@ -24,6 +27,7 @@ pub mod run;
 pub mod store;
 pub mod upstream;
 
+pub use compress::Compression;
 pub use metrics::RelayMetrics;
 pub use replid::{ReplId, ReplIdError};
 pub use retention::Retention;

@@ -37,6 +37,13 @@ pub struct RelayMetrics {
     pub disk_errors: Counter,
     /// Downstream `AUTH` attempts refused.
     pub auth_failures: Counter,
+    /// Uncompressed bytes that crossed a compressed link, by `direction="sent"|"received"`.
+    pub compression_raw_bytes: Family<Labels, Counter>,
+    /// The same bytes as they were on the wire (frame headers included); raw / wire is the
+    /// compression ratio.
+    pub compression_wire_bytes: Family<Labels, Counter>,
+    /// Compressed frames from the upstream that could not be decoded or exceeded the bounds.
+    pub compression_errors: Counter,
 }
 
 impl RelayMetrics {
@@ -108,7 +115,45 @@ impl RelayMetrics {
             "Downstream AUTH attempts refused",
             m.auth_failures.clone(),
         );
+        registry.register(
+            "compression_raw_bytes",
+            "Uncompressed bytes that crossed a compressed relay link, by direction",
+            m.compression_raw_bytes.clone(),
+        );
+        registry.register(
+            "compression_wire_bytes",
+            "Bytes on the wire for them (raw / wire is the compression ratio), by direction",
+            m.compression_wire_bytes.clone(),
+        );
+        registry.register(
+            "compression_errors",
+            "Compressed frames from the upstream that were refused (corrupt or beyond the bounds)",
+            m.compression_errors.clone(),
+        );
         m
+    }
+
+    /// Uncompressed / wire bytes over every compressed link of this relay (both directions);
+    /// `None` before any byte was compressed.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let (mut raw, mut wire) = (0, 0);
+        for direction in ["sent", "received"] {
+            raw += self.compression_raw(direction).get();
+            wire += self.compression_wire(direction).get();
+        }
+        (wire > 0).then(|| raw as f64 / wire as f64)
+    }
+
+    pub(crate) fn compression_raw(&self, direction: &'static str) -> Counter {
+        self.compression_raw_bytes
+            .get_or_create(&vec![("direction", direction.to_owned())])
+            .clone()
+    }
+
+    pub(crate) fn compression_wire(&self, direction: &'static str) -> Counter {
+        self.compression_wire_bytes
+            .get_or_create(&vec![("direction", direction.to_owned())])
+            .clone()
     }
 
     pub(crate) fn served(&self, kind: &'static str) {

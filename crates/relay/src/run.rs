@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::compress::{CompressError, Compression, Compressor};
 use crate::downstream::{Credential, Master, Request};
 use crate::metrics::RelayMetrics;
 use crate::retention::Retention;
@@ -39,6 +40,9 @@ pub struct Config {
     pub retention: Retention,
     /// Size at which a segment is closed and a new one started.
     pub segment_size: u64,
+    /// Compress the stream between relays: asked of the upstream, agreed to downstreams that
+    /// ask (only relays do). Both ends must say `Zstd` for a link to be compressed.
+    pub compression: Compression,
 }
 
 /// Why a relay could not start.
@@ -269,6 +273,7 @@ async fn upstream_loop(
     let settings = Settings {
         auth: shared.config.upstream_auth.clone(),
         listening_port,
+        compression: shared.config.compression,
     };
     let mut target = shared.upstream.subscribe();
     let mut backoff = Duration::from_millis(100);
@@ -306,6 +311,10 @@ async fn upstream_loop(
                     }
                 }
                 LinkError::Heal(_) => tracing::warn!(error = %e, "healing"),
+                LinkError::Protocol(UpstreamError::Compression(_)) => {
+                    shared.metrics.compression_errors.inc();
+                    tracing::error!(upstream = %addr, error = %e, "bad compressed frame from the upstream: nothing of it stored; reconnecting");
+                }
                 _ => {
                     tracing::warn!(upstream = %addr, error = %e, "upstream link down; reconnecting")
                 }
@@ -362,6 +371,9 @@ async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), Li
     let mut buf = vec![0u8; 64 * 1024];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_rx = Instant::now();
+    // The once-a-second fdatasync runs on a blocking thread, outside the store's lock, so
+    // neither this link nor the downstreams wait for the disk.
+    let mut syncing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     loop {
         replica.take_outgoing(&mut out);
         if !out.is_empty() {
@@ -377,8 +389,21 @@ async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), Li
                     return Err(LinkError::Closed(addr));
                 }
                 last_rx = Instant::now();
-                for event in replica.handle(&buf[..n])? {
-                    apply(shared, event)?;
+                let mut input = &buf[..n];
+                loop {
+                    for event in replica.handle(input)? {
+                        apply(shared, event)?;
+                    }
+                    // Compressed frames are decoded a budget at a time: memory stays bounded.
+                    if !replica.has_pending() {
+                        break;
+                    }
+                    input = &[];
+                }
+                if replica.is_compressed() {
+                    let (wire, raw) = replica.take_compression_counts();
+                    shared.metrics.compression_wire("received").inc_by(wire);
+                    shared.metrics.compression_raw("received").inc_by(raw);
                 }
                 if replica.is_streaming() {
                     shared.metrics.upstream_connected.set(1);
@@ -391,7 +416,14 @@ async fn link(shared: &Shared, settings: &Settings, addr: &str) -> Result<(), Li
                 if last_rx.elapsed() > LINK_TIMEOUT {
                     return Err(LinkError::Timeout(addr, LINK_TIMEOUT));
                 }
-                shared.store().sync()?;
+                if syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                    if let Some(done) = syncing.take() {
+                        done.await.unwrap_or(Ok(()))?;
+                    }
+                    if let Some((file, path)) = shared.store().unsynced_segment()? {
+                        syncing = Some(tokio::task::spawn_blocking(move || store::sync_file(&file, &path)));
+                    }
+                }
                 replica.ack();
             }
         }
@@ -444,6 +476,8 @@ enum ServeError {
     NewHistory,
     #[error("closed")]
     Closed,
+    #[error(transparent)]
+    Compress(#[from] CompressError),
 }
 
 async fn write(sock: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> Result<(), ServeError> {
@@ -453,13 +487,48 @@ async fn write(sock: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> Result<
     }
 }
 
+/// The write half of a downstream connection: plain bytes, or zstd frames once
+/// [`Downlink::compress`] has been called (after the PSYNC reply line).
+struct Downlink<'a> {
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    deflate: Option<Compressor>,
+    frames: Vec<u8>,
+    metrics: &'a RelayMetrics,
+}
+
+impl Downlink<'_> {
+    fn compress(&mut self) -> Result<(), ServeError> {
+        self.deflate = Some(Compressor::new()?);
+        Ok(())
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ServeError> {
+        let Some(deflate) = &mut self.deflate else {
+            return write(&mut self.wr, bytes).await;
+        };
+        self.frames.clear();
+        let wire = deflate.frame(bytes, &mut self.frames)?;
+        self.metrics
+            .compression_raw("sent")
+            .inc_by(bytes.len() as u64);
+        self.metrics.compression_wire("sent").inc_by(wire as u64);
+        write(&mut self.wr, &self.frames).await
+    }
+}
+
 async fn serve_downstream(
     shared: &Arc<Shared>,
     sock: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ServeError> {
-    let (mut rd, mut wr) = sock.into_split();
-    let mut master = Master::new(shared.config.credential.clone());
+    let (mut rd, wr) = sock.into_split();
+    let mut wr = Downlink {
+        wr,
+        deflate: None,
+        frames: Vec::new(),
+        metrics: &shared.metrics,
+    };
+    let mut master = Master::new(shared.config.credential.clone(), shared.config.compression);
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
     let psync = 'handshake: loop {
@@ -469,7 +538,7 @@ async fn serve_downstream(
         }
         let requests = master.handle(&buf[..n]);
         master.take_outgoing(&mut out);
-        write(&mut wr, &out).await?;
+        wr.send(&out).await?;
         out.clear();
         for r in requests {
             match r {
@@ -497,11 +566,8 @@ async fn serve_downstream(
         Decision::NotReady => {
             shared.metrics.served("not_ready");
             tracing::info!(%peer, "downstream PSYNC while nothing is stored yet: told to retry");
-            write(
-                &mut wr,
-                b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
-            )
-            .await?;
+            wr.send(b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n")
+                .await?;
             return Ok(());
         }
         Decision::Continue {
@@ -515,7 +581,10 @@ async fn serve_downstream(
             } else {
                 "+CONTINUE\r\n".to_owned()
             };
-            write(&mut wr, reply.as_bytes()).await?;
+            wr.send(reply.as_bytes()).await?;
+            if master.compress() {
+                wr.compress()?;
+            }
             from
         }
         Decision::Full {
@@ -534,20 +603,21 @@ async fn serve_downstream(
             if let Err(e) = verified {
                 shared.metrics.corrupt.inc();
                 tracing::error!(error = %e, "stored RDB is corrupt: not served");
-                write(
-                    &mut wr,
-                    b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n",
-                )
-                .await?;
+                wr.send(b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n")
+                    .await?;
                 return Err(e.into());
             }
             shared.metrics.served("full");
             tracing::info!(%peer, offset = rdb.offset, bytes = rdb.len, "full resync served from the stored RDB");
-            let header = format!("+FULLRESYNC {current} {}\r\n${}\r\n", rdb.offset, rdb.len);
-            write(&mut wr, header.as_bytes()).await?;
+            let reply = format!("+FULLRESYNC {current} {}\r\n", rdb.offset);
+            wr.send(reply.as_bytes()).await?;
+            if master.compress() {
+                wr.compress()?;
+            }
+            wr.send(format!("${}\r\n", rdb.len).as_bytes()).await?;
             let mut reader = RdbReader::open(&rdb)?;
             while let Some(chunk) = reader.next_chunk()? {
-                write(&mut wr, &chunk).await?;
+                wr.send(&chunk).await?;
             }
             rdb.offset + 1
         }
@@ -589,7 +659,7 @@ async fn serve_downstream(
 
 async fn stream_to(
     shared: &Shared,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    wr: &mut Downlink<'_>,
     next: &mut u64,
     generation: u64,
     label: &Vec<(&'static str, String)>,
@@ -619,7 +689,7 @@ async fn stream_to(
                 }
                 Err(e) => return Err(e.into()),
             };
-            write(wr, &bytes).await?;
+            wr.send(&bytes).await?;
             *next += bytes.len() as u64;
             shared
                 .metrics

@@ -1,8 +1,9 @@
 //! The replica side of Redis replication, sans IO.
 //!
 //! [`Replica::new`] queues `PING`; each reply queues the next step: `AUTH user password`,
-//! `REPLCONF listening-port`, `REPLCONF capa eof capa psync2`, then `PSYNC replid offset`
-//! (`PSYNC ? -1` with nothing stored). The driver sends [`Replica::take_outgoing`], feeds every
+//! `REPLCONF listening-port`, `REPLCONF capa eof capa psync2`, `REPLCONF georep-compress zstd`
+//! (only when configured for it, see [`crate::compress`]), then `PSYNC replid offset` (`PSYNC ?
+//! -1` with nothing stored). The driver sends [`Replica::take_outgoing`], feeds every
 //! byte received to [`Replica::handle`] and acts on the [`Event`]s in order: store the RDB, then
 //! append the stream. `REPLCONF GETACK` in the stream queues `REPLCONF ACK <offset>` by itself;
 //! [`Replica::ack`] queues the periodic one.
@@ -10,6 +11,7 @@
 //! Offsets are Redis's: the byte after a `+FULLRESYNC <id> <offset>` is byte `offset + 1`, and
 //! [`Replica::offset`] is the last byte handled (`master_repl_offset`).
 
+use crate::compress::{CompressError, Compression, Decompressor, MAX_RAW};
 use crate::frame::{FrameError, Scanner};
 use crate::replid::{ReplId, ReplIdError};
 
@@ -17,6 +19,9 @@ use crate::replid::{ReplId, ReplIdError};
 const MAX_LINE: usize = 4096;
 /// `$EOF:` marks are 40 bytes.
 const EOF_MARK_LEN: usize = 40;
+/// Most decompressed bytes one [`Replica::handle`] call turns into events; the rest waits in the
+/// decompressor ([`Replica::has_pending`]), so a read of well-compressed bytes cannot balloon.
+const DECODE_BUDGET: usize = MAX_RAW;
 
 /// Where to resume from, if anything is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub struct Settings {
     pub auth: Option<(String, String)>,
     /// Sent as `REPLCONF listening-port` (shown by the upstream in `INFO replication`).
     pub listening_port: u16,
+    /// Ask the upstream to compress (used only if it agrees: a relay configured alike).
+    pub compression: Compression,
 }
 
 impl std::fmt::Debug for Settings {
@@ -41,6 +48,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("user", &self.auth.as_ref().map(|(u, _)| u))
             .field("listening_port", &self.listening_port)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +109,9 @@ pub enum UpstreamError {
     /// The command stream is not RESP commands.
     #[error(transparent)]
     Stream(#[from] FrameError),
+    /// A compressed frame that cannot be decoded, or exceeds the bounds.
+    #[error("upstream sent a bad compressed frame: {0}")]
+    Compression(#[from] CompressError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +120,7 @@ enum Step {
     Auth,
     Port,
     Capa,
+    Compress,
     Psync,
 }
 
@@ -143,6 +155,12 @@ pub struct Replica {
     scanner: Scanner,
     /// Stream bytes of a command not complete yet.
     partial: Vec<u8>,
+    /// The upstream agreed to compress (`+OK zstd`).
+    compress_agreed: bool,
+    /// Everything after the PSYNC reply, when compressed.
+    inflate: Option<Decompressor>,
+    /// `inflate`'s totals already reported by [`Replica::take_compression_counts`].
+    reported: (u64, u64),
 }
 
 impl Replica {
@@ -157,6 +175,9 @@ impl Replica {
             offset: resume.map_or(0, |r| r.offset),
             scanner: Scanner::default(),
             partial: Vec::new(),
+            compress_agreed: false,
+            inflate: None,
+            reported: (0, 0),
         };
         me.send(&[b"PING"]);
         me
@@ -185,31 +206,95 @@ impl Replica {
         out.append(&mut self.outgoing);
     }
 
+    /// Whether the link is compressed (agreed, and past the PSYNC reply).
+    pub fn is_compressed(&self) -> bool {
+        self.inflate.is_some()
+    }
+
+    /// Whether whole compressed frames wait to be handled: call [`Replica::handle`] with no new
+    /// bytes until this is false, acting on the events of each call before the next.
+    pub fn has_pending(&self) -> bool {
+        self.inflate.as_ref().is_some_and(Decompressor::has_frame)
+    }
+
+    /// Compressed bytes received and what they decoded to since the last call.
+    pub fn take_compression_counts(&mut self) -> (u64, u64) {
+        let Some(d) = &self.inflate else {
+            return (0, 0);
+        };
+        let (wire, raw) = d.totals();
+        let delta = (wire - self.reported.0, raw - self.reported.1);
+        self.reported = (wire, raw);
+        delta
+    }
+
     /// Handles bytes from the upstream. After an error the link is dead: reconnect.
     pub fn handle(&mut self, input: &[u8]) -> Result<Vec<Event>, UpstreamError> {
         let mut events = Vec::new();
-        let result = self.handle_into(input, &mut events);
+        let result = self.handle_wire(input, &mut events);
         if result.is_err() {
             self.state = State::Failed;
         }
         result.map(|()| events)
     }
 
-    fn handle_into(
+    /// Bytes as received: plain up to the PSYNC reply, then frames if compression was agreed.
+    fn handle_wire(&mut self, input: &[u8], events: &mut Vec<Event>) -> Result<(), UpstreamError> {
+        let compressed = match &mut self.inflate {
+            Some(inflate) => {
+                inflate.push(input)?;
+                true
+            }
+            None => {
+                let rest = self.handle_plain(input, events)?;
+                match &mut self.inflate {
+                    Some(inflate) => inflate.push(rest)?,
+                    None => debug_assert!(rest.is_empty()),
+                }
+                self.inflate.is_some()
+            }
+        };
+        if !compressed {
+            return Ok(());
+        }
+        let mut budget = DECODE_BUDGET;
+        while budget > 0 {
+            let Some(frame) = self
+                .inflate
+                .as_mut()
+                .and_then(|d| d.next_frame().transpose())
+            else {
+                break;
+            };
+            let frame = frame?;
+            budget = budget.saturating_sub(frame.len());
+            let rest = self.handle_plain(&frame, events)?;
+            debug_assert!(rest.is_empty());
+        }
+        Ok(())
+    }
+
+    /// Handles uncompressed bytes; returns what follows a PSYNC reply that switched the link to
+    /// compression (those bytes are frames).
+    fn handle_plain<'a>(
         &mut self,
-        mut input: &[u8],
+        mut input: &'a [u8],
         events: &mut Vec<Event>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<&'a [u8], UpstreamError> {
+        let was_compressed = self.inflate.is_some();
         while !input.is_empty() {
             match &mut self.state {
                 State::Failed => return Err(UpstreamError::Malformed("link already failed")),
                 State::Reply(_) | State::RdbHeader => {
                     let Some(used) = self.take_line(input)? else {
-                        return Ok(());
+                        return Ok(&[]);
                     };
                     input = &input[used..];
                     let line = std::mem::take(&mut self.line);
                     self.on_line(&line, events)?;
+                    if !was_compressed && self.inflate.is_some() {
+                        return Ok(input);
+                    }
                 }
                 State::RdbSized { left } => {
                     let take = (*left).min(input.len() as u64) as usize;
@@ -248,7 +333,7 @@ impl Replica {
                 }
             }
         }
-        Ok(())
+        Ok(&[])
     }
 
     /// Passes on whole commands only, so that every stored record, and so every offset the
@@ -348,71 +433,110 @@ impl Replica {
                 self.state = State::Reply(Step::Capa);
             }
             State::Reply(Step::Capa) => {
-                match self.resume {
-                    Some(r) => {
-                        let next = (r.offset + 1).to_string();
-                        self.send(&[b"PSYNC", r.replid.as_bytes(), next.as_bytes()]);
-                    }
-                    None => self.send(&[b"PSYNC", b"?", b"-1"]),
+                if self.settings.compression == Compression::Zstd {
+                    self.send(&[b"REPLCONF", b"georep-compress", b"zstd"]);
+                    self.state = State::Reply(Step::Compress);
+                } else {
+                    self.send_psync();
                 }
-                self.state = State::Reply(Step::Psync);
+            }
+            // `+OK zstd` from a relay configured alike; `+OK` (a relay without compression) or
+            // `-ERR Unrecognized REPLCONF option` (Redis): plain bytes.
+            State::Reply(Step::Compress) => {
+                self.compress_agreed = line == b"+OK zstd";
+                self.send_psync();
             }
             State::Reply(Step::Psync) => {
-                if let Some(rest) = line.strip_prefix(b"+FULLRESYNC ") {
-                    let mut parts = rest.split(|&b| b == b' ');
-                    let replid = ReplId::parse(parts.next().unwrap_or_default())?;
-                    let offset = parts
-                        .next()
-                        .and_then(|o| std::str::from_utf8(o).ok()?.parse::<u64>().ok())
-                        .ok_or(UpstreamError::Malformed("bad +FULLRESYNC offset"))?;
-                    self.offset = offset;
-                    self.scanner = Scanner::default();
-                    events.push(Event::FullResync { replid, offset });
-                    self.state = State::RdbHeader;
-                } else if let Some(rest) = line.strip_prefix(b"+CONTINUE") {
-                    let id = rest.strip_prefix(b" ").unwrap_or(rest);
-                    let new_replid = if id.is_empty() {
-                        None
-                    } else {
-                        let id = ReplId::parse(id)?;
-                        (Some(id) != self.resume.map(|r| r.replid)).then_some(id)
-                    };
-                    events.push(Event::Continue { new_replid });
-                    self.state = State::Streaming;
+                if line.starts_with(b"+FULLRESYNC ") || line.starts_with(b"+CONTINUE") {
+                    self.on_psync_reply(line, events)?;
+                    if self.compress_agreed {
+                        self.inflate = Some(Decompressor::new()?);
+                    }
                 } else if line.starts_with(b"-NOMASTERLINK") || line.starts_with(b"-LOADING") {
                     return Err(UpstreamError::NotReady(text));
                 } else {
                     return Err(refused("PSYNC"));
                 }
             }
-            State::RdbHeader => {
-                if let Some(mark) = line.strip_prefix(b"$EOF:") {
-                    let mark: [u8; EOF_MARK_LEN] = mark
-                        .try_into()
-                        .map_err(|_| UpstreamError::Malformed("bad $EOF mark"))?;
-                    self.state = State::RdbEof {
-                        mark,
-                        held: Vec::new(),
-                    };
-                } else if let Some(len) = line.strip_prefix(b"$") {
-                    let left = std::str::from_utf8(len)
-                        .ok()
-                        .and_then(|l| l.parse::<u64>().ok())
-                        .ok_or(UpstreamError::Malformed("bad RDB length"))?;
-                    if left == 0 {
-                        events.push(Event::RdbEnd);
-                        self.state = State::Streaming;
-                        self.ack();
-                    } else {
-                        self.state = State::RdbSized { left };
-                    }
-                } else if line.starts_with(b"-") {
-                    return Err(refused("the RDB transfer"));
-                } else {
-                    return Err(UpstreamError::Malformed("expected the RDB's $ header"));
-                }
-            }
+            State::RdbHeader => self.on_rdb_header(line, events, refused)?,
             _ => unreachable!("lines are only read in reply states"),
+        }
+        Ok(())
+    }
+
+    fn send_psync(&mut self) {
+        match self.resume {
+            Some(r) => {
+                let next = (r.offset + 1).to_string();
+                self.send(&[b"PSYNC", r.replid.as_bytes(), next.as_bytes()]);
+            }
+            None => self.send(&[b"PSYNC", b"?", b"-1"]),
+        }
+        self.state = State::Reply(Step::Psync);
+    }
+
+    /// `+FULLRESYNC <id> <offset>` or `+CONTINUE [<id>]`.
+    fn on_psync_reply(
+        &mut self,
+        line: &[u8],
+        events: &mut Vec<Event>,
+    ) -> Result<(), UpstreamError> {
+        if let Some(rest) = line.strip_prefix(b"+FULLRESYNC ") {
+            let mut parts = rest.split(|&b| b == b' ');
+            let replid = ReplId::parse(parts.next().unwrap_or_default())?;
+            let offset = parts
+                .next()
+                .and_then(|o| std::str::from_utf8(o).ok()?.parse::<u64>().ok())
+                .ok_or(UpstreamError::Malformed("bad +FULLRESYNC offset"))?;
+            self.offset = offset;
+            self.scanner = Scanner::default();
+            events.push(Event::FullResync { replid, offset });
+            self.state = State::RdbHeader;
+        } else if let Some(rest) = line.strip_prefix(b"+CONTINUE") {
+            let id = rest.strip_prefix(b" ").unwrap_or(rest);
+            let new_replid = if id.is_empty() {
+                None
+            } else {
+                let id = ReplId::parse(id)?;
+                (Some(id) != self.resume.map(|r| r.replid)).then_some(id)
+            };
+            events.push(Event::Continue { new_replid });
+            self.state = State::Streaming;
+        }
+        Ok(())
+    }
+
+    /// `$<len>` or `$EOF:<mark>` before the RDB.
+    fn on_rdb_header(
+        &mut self,
+        line: &[u8],
+        events: &mut Vec<Event>,
+        refused: impl Fn(&'static str) -> UpstreamError,
+    ) -> Result<(), UpstreamError> {
+        if let Some(mark) = line.strip_prefix(b"$EOF:") {
+            let mark: [u8; EOF_MARK_LEN] = mark
+                .try_into()
+                .map_err(|_| UpstreamError::Malformed("bad $EOF mark"))?;
+            self.state = State::RdbEof {
+                mark,
+                held: Vec::new(),
+            };
+        } else if let Some(len) = line.strip_prefix(b"$") {
+            let left = std::str::from_utf8(len)
+                .ok()
+                .and_then(|l| l.parse::<u64>().ok())
+                .ok_or(UpstreamError::Malformed("bad RDB length"))?;
+            if left == 0 {
+                events.push(Event::RdbEnd);
+                self.state = State::Streaming;
+                self.ack();
+            } else {
+                self.state = State::RdbSized { left };
+            }
+        } else if line.starts_with(b"-") {
+            return Err(refused("the RDB transfer"));
+        } else {
+            return Err(UpstreamError::Malformed("expected the RDB's $ header"));
         }
         Ok(())
     }
@@ -439,6 +563,7 @@ mod tests {
         Settings {
             auth: auth.then(|| ("relay".to_owned(), "s3cret".to_owned())),
             listening_port: 7000,
+            compression: Compression::None,
         }
     }
 
@@ -628,5 +753,144 @@ mod tests {
         assert!(r.handle(b"+FULLRESYNC nothex 1\r\n").is_err());
         let mut r = Replica::new(settings(false), None);
         assert!(r.handle(b"-ERR unknown\r\n").is_err());
+    }
+
+    fn zstd_settings() -> Settings {
+        Settings {
+            compression: Compression::Zstd,
+            ..settings(false)
+        }
+    }
+
+    /// The handshake of a relay that asks for compression, answered `reply`.
+    fn compress_handshake(r: &mut Replica, reply: &[u8]) {
+        out(r);
+        r.handle(b"+PONG\r\n").unwrap();
+        out(r);
+        r.handle(b"+OK\r\n").unwrap();
+        out(r);
+        r.handle(b"+OK\r\n").unwrap();
+        assert!(out(r).contains("georep-compress\r\n$4\r\nzstd"));
+        r.handle(reply).unwrap();
+        assert!(out(r).contains("PSYNC"));
+    }
+
+    #[test]
+    fn a_compressed_full_resync_decodes_split_at_every_byte() {
+        let set = cmd(&[b"SET", b"a", b"1"]);
+        let mut plain = b"$5\r\nREDIS".to_vec();
+        plain.extend_from_slice(&set);
+        let mut c = crate::compress::Compressor::new().unwrap();
+        let mut frames = Vec::new();
+        c.frame(&plain[..3], &mut frames).unwrap();
+        c.frame(&plain[3..], &mut frames).unwrap();
+        let mut wire =
+            format!("+FULLRESYNC {} 100\r\n", std::str::from_utf8(ID).unwrap()).into_bytes();
+        wire.extend_from_slice(&frames);
+        for split in 0..=wire.len() {
+            let mut r = Replica::new(zstd_settings(), None);
+            compress_handshake(&mut r, b"+OK zstd\r\n");
+            let mut events = r.handle(&wire[..split]).unwrap();
+            events.extend(r.handle(&wire[split..]).unwrap());
+            assert!(r.is_compressed());
+            let rdb: Vec<u8> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Rdb(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(rdb, b"REDIS", "split at {split}");
+            assert_eq!(
+                r.offset(),
+                100 + set.len() as u64,
+                "offsets in uncompressed terms"
+            );
+            assert_eq!(
+                r.take_compression_counts(),
+                (frames.len() as u64, plain.len() as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn an_upstream_that_does_not_agree_sends_plain_bytes() {
+        for reply in [
+            &b"+OK\r\n"[..],
+            b"-ERR Unrecognized REPLCONF option: georep-compress\r\n",
+        ] {
+            let mut r = Replica::new(zstd_settings(), None);
+            compress_handshake(&mut r, reply);
+            let mut wire = format!(
+                "+FULLRESYNC {} 0\r\n$5\r\nREDIS",
+                std::str::from_utf8(ID).unwrap()
+            )
+            .into_bytes();
+            wire.extend(cmd(&[b"PING"]));
+            r.handle(&wire).unwrap();
+            assert!(!r.is_compressed());
+            assert!(r.is_streaming());
+            assert_eq!(r.offset(), cmd(&[b"PING"]).len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_bad_frame_kills_the_link_with_a_compression_error() {
+        let resume = Resume {
+            replid: ReplId::parse(ID).unwrap(),
+            offset: 10,
+        };
+        let mut r = Replica::new(zstd_settings(), Some(resume));
+        compress_handshake(&mut r, b"+OK zstd\r\n");
+        let mut wire = b"+CONTINUE\r\n".to_vec();
+        wire.extend(5u32.to_le_bytes());
+        wire.extend(5u32.to_le_bytes());
+        wire.extend(crc32c::crc32c(b"hello").to_le_bytes());
+        wire.extend(b"hello");
+        assert!(matches!(
+            r.handle(&wire),
+            Err(UpstreamError::Compression(_))
+        ));
+        assert!(r.handle(b"x").is_err(), "dead after the error");
+    }
+
+    #[test]
+    fn well_compressed_input_is_handed_out_a_budget_at_a_time() {
+        let resume = Resume {
+            replid: ReplId::parse(ID).unwrap(),
+            offset: 0,
+        };
+        let mut r = Replica::new(zstd_settings(), Some(resume));
+        compress_handshake(&mut r, b"+OK zstd\r\n");
+        let value = vec![b'v'; 1000];
+        let one = cmd(&[b"SET", b"k", &value]);
+        let stream: Vec<u8> = std::iter::repeat_n(one.as_slice(), 4000)
+            .flatten()
+            .copied()
+            .collect();
+        let mut c = crate::compress::Compressor::new().unwrap();
+        let mut wire = b"+CONTINUE\r\n".to_vec();
+        c.frame(&stream, &mut wire).unwrap();
+        assert!(wire.len() < 64 * 1024, "one read's worth: {}", wire.len());
+        let mut calls = 0;
+        let mut events = r.handle(&wire).unwrap();
+        loop {
+            let held: usize = events
+                .iter()
+                .map(|e| match e {
+                    Event::Stream { bytes, .. } => bytes.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert!(held <= DECODE_BUDGET + 1100, "one call hands out {held}");
+            calls += 1;
+            if !r.has_pending() {
+                break;
+            }
+            events = r.handle(&[]).unwrap();
+        }
+        assert!(calls >= 4, "{calls} calls");
+        assert_eq!(r.offset(), stream.len() as u64);
     }
 }

@@ -41,8 +41,9 @@ pub use ports::{
 };
 pub use region_id::RegionId;
 pub use settings::{
-    KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, RelayRetention,
-    RelaySettings, DEFAULT_OUTAGE_BUDGET, DEFAULT_WRITE_RATE_BYTES_PER_SEC, MIN_REPL_BACKLOG_BYTES,
+    KubernetesSettings, Link, LinkParams, LocalSettings, RedisSettings, RelayCompression,
+    RelayRetention, RelaySettings, DEFAULT_OUTAGE_BUDGET, DEFAULT_WRITE_RATE_BYTES_PER_SEC,
+    MIN_REPL_BACKLOG_BYTES,
 };
 pub use units::{parse_duration, DurationError};
 
@@ -462,6 +463,16 @@ fn relay(
     if let Some(r) = &raw.get_ref().retention {
         out.retention =
             units::retention(r.get_ref()).map_err(|why| rep.spanned(r, "relay.retention", why))?;
+    }
+    if let Some(c) = &raw.get_ref().compression {
+        out.compression = match c.get_ref().as_str() {
+            "none" => RelayCompression::None,
+            "zstd" => RelayCompression::Zstd,
+            other => {
+                let why = format!("unknown compression {other:?} (expected \"none\" or \"zstd\")");
+                return Err(rep.spanned(c, "relay.compression", why));
+            }
+        };
     }
     Ok(out)
 }

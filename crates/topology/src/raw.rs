@@ -101,4 +101,5 @@ pub(crate) struct RawKubernetes {
 #[serde(deny_unknown_fields, expecting = "a [relay] table")]
 pub(crate) struct RawRelay {
     pub(crate) retention: Option<Spanned<String>>,
+    pub(crate) compression: Option<Spanned<String>>,
 }

@@ -201,14 +201,27 @@ impl LocalSettings {
 pub struct RelaySettings {
     /// How much stream history each relay keeps on disk (`retention`, default `6h`).
     pub retention: RelayRetention,
+    /// How the stream travels between relays (`compression`, default `none`).
+    pub compression: RelayCompression,
 }
 
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             retention: RelayRetention::Age(Duration::from_secs(6 * 3600)),
+            compression: RelayCompression::None,
         }
     }
+}
+
+/// `relay.compression`: the relay-to-relay stream plain or zstd-compressed (docs/relay.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayCompression {
+    /// `"none"`: plain bytes.
+    #[default]
+    None,
+    /// `"zstd"`: zstd frames between relays (Redis replicas still get plain bytes).
+    Zstd,
 }
 
 /// `relay.retention`: by age of the stream or by bytes on disk.

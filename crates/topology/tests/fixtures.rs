@@ -378,6 +378,7 @@ fn relay_section_is_opt_in() {
     let t = Topology::load(dir("tests/fixtures/valid/with-relay.toml")).unwrap();
     let relay = t.relay.expect("[relay] parsed");
     assert_eq!(relay.retention, topology::RelayRetention::Bytes(512 << 20));
+    assert_eq!(relay.compression, topology::RelayCompression::Zstd);
     let p = t.local.ports(1);
     assert_eq!((p.relay, p.relay_tunnel), (17106, 17107));
     assert_eq!(t.local.relay_wan_listener(1, 0), 17190);

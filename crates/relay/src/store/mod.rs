@@ -99,6 +99,11 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
+/// `fdatasync` of a handle from [`Store::unsynced_segment`] (blocking: run it off the runtime).
+pub fn sync_file(file: &File, path: &Path) -> Result<(), StoreError> {
+    file.sync_data().map_err(io("sync", path))
+}
+
 /// The stored RDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RdbInfo {
@@ -473,6 +478,22 @@ impl Store {
         }
         self.unsynced = false;
         Ok(())
+    }
+
+    /// For an `fdatasync` outside the store's lock ([`sync_file`]): a handle on the segment being
+    /// written, if anything was written since the last call (or the last [`Store::sync`]).
+    pub fn unsynced_segment(&mut self) -> Result<Option<(File, PathBuf)>, StoreError> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let handle = match (&self.active, self.segments.last()) {
+            (Some(f), Some(s)) => {
+                Some((f.try_clone().map_err(io("dup", &s.path))?, s.path.clone()))
+            }
+            _ => None,
+        };
+        self.unsynced = false;
+        Ok(handle)
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
