@@ -49,7 +49,43 @@ impl Default for Limits {
 
 /// Forwards every connection accepted on `listener` to the current `route` until `shutdown`
 /// turns true; then closes every connection and returns.
+///
+/// The forwarding runs on a thread of its own with a single-threaded runtime, not on the
+/// caller's: with many connections busy, a multi-threaded runtime wakes idle workers to steal
+/// their tasks, and that costs more than the forwarding's own user-space work (80 % of a
+/// forwarder's CPU is the kernel's TCP send and receive). Measured with `redis-benchmark -P 16
+/// -c 50` GET, the agent spent 0.9–1.1 µs of CPU per request on its own thread against
+/// 1.2–1.3 µs on the agent's runtime. One thread carries thousands of connections; it ends when
+/// `shutdown` turns true, even if the returned future is dropped first.
 pub async fn serve(
+    listener: TcpListener,
+    route: watch::Receiver<Route>,
+    limits: Limits,
+    metrics: EndpointMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = listener.into_std()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("georep-endpoint".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve_here(listener, route, limits, metrics, shutdown).await
+                    })
+                });
+            let _ = done.send(result);
+        })?;
+    finished
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the endpoint's thread panicked")))
+}
+
+async fn serve_here(
     listener: TcpListener,
     route: watch::Receiver<Route>,
     limits: Limits,
