@@ -132,7 +132,10 @@ async fn latency_sets_the_round_trip_time() {
     // Precise, not within a timer tick: Tokio's millisecond timer alone made this 41-44 ms.
     rtts.sort();
     let median = rtts[rtts.len() / 2];
-    assert!(median < ms(40) + Duration::from_micros(800), "median {median:?}");
+    assert!(
+        median < ms(40) + Duration::from_micros(800),
+        "median {median:?}"
+    );
 }
 
 #[tokio::test]
