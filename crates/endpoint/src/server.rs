@@ -136,14 +136,14 @@ async fn serve_here(
 }
 
 async fn connection(
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     mut route: watch::Receiver<Route>,
     limits: Limits,
     metrics: &EndpointMetrics,
 ) {
     let deadline = Instant::now() + limits.hold;
-    let (primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {
+    let (mut primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {
         Ok(connected) => connected,
         Err(refusal) => {
             metrics.refuse(refusal.kind);
@@ -159,7 +159,7 @@ async fn connection(
     let _ = primary.set_nodelay(true);
     metrics.forward();
     tokio::select! {
-        result = relay(client, primary, metrics) => {
+        result = relay(&mut client, &mut primary, metrics) => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "endpoint: connection ended with an error");
             }
@@ -169,6 +169,8 @@ async fn connection(
             tracing::info!(%peer, "endpoint: route changed; closing connection to the old primary");
         }
     }
+    // Both sockets close here, after the close was counted: whoever sees the end of stream sees
+    // the metric too.
 }
 
 struct Refused {
