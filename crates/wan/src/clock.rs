@@ -7,7 +7,8 @@
 //! (a condition variable's `wait_timeout`) and wakes each waiting task at its deadline: a
 //! delivery is late by the thread's wake-up and the task's scheduling, tens of microseconds.
 //!
-//! The thread only holds wakers: one entry per direction waiting for its next chunk, so its heap
+//! The thread only holds wakers: one entry per direction waiting for its next chunk (a sleep
+//! dropped early leaves its entry until the deadline, then wakes nobody that cares), so its heap
 //! stays as small as the number of busy connections. Chunks that are due by the time a writer
 //! wakes are written at once, so a busy direction needs no more wake-ups than an idle one.
 //!
@@ -17,7 +18,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
@@ -44,6 +45,7 @@ impl Clock {
                     PreciseSleep {
                         deadline: at.into_std(),
                         timer,
+                        registered: None,
                     }
                     .await;
                 }
@@ -54,20 +56,35 @@ impl Clock {
     }
 }
 
-/// Completes once real time reaches `deadline`; polled early, it (re-)registers with the thread.
+/// Completes once real time reaches `deadline`. Registers with the thread once; polled again
+/// early (a writer shares its task with its reader, so it is, at every read), it only refreshes
+/// the waker, so the heap holds one entry per sleep.
 struct PreciseSleep {
     deadline: std::time::Instant,
     timer: &'static TimerThread,
+    registered: Option<Arc<Mutex<Waker>>>,
 }
 
 impl Future for PreciseSleep {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if std::time::Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        self.timer.register(self.deadline, cx.waker().clone());
+        match &self.registered {
+            Some(slot) => {
+                let mut waker = lock(slot);
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let slot = Arc::new(Mutex::new(cx.waker().clone()));
+                self.timer.register(self.deadline, Arc::clone(&slot));
+                self.registered = Some(slot);
+            }
+        }
         Poll::Pending
     }
 }
@@ -76,7 +93,7 @@ impl Future for PreciseSleep {
 struct Entry {
     deadline: std::time::Instant,
     seq: u64,
-    waker: Waker,
+    waker: Arc<Mutex<Waker>>,
 }
 
 impl PartialEq for Entry {
@@ -131,7 +148,7 @@ impl TimerThread {
         })
     }
 
-    fn register(&self, deadline: std::time::Instant, waker: Waker) {
+    fn register(&self, deadline: std::time::Instant, waker: Arc<Mutex<Waker>>) {
         let mut p = lock(&self.pending);
         let first = p.heap.peek().is_none_or(|Reverse(e)| deadline < e.deadline);
         p.seq += 1;
@@ -160,7 +177,7 @@ impl TimerThread {
             let now = std::time::Instant::now();
             while p.heap.peek().is_some_and(|Reverse(e)| e.deadline <= now) {
                 if let Some(Reverse(e)) = p.heap.pop() {
-                    due.push(e.waker);
+                    due.push(lock(&e.waker).clone());
                 }
             }
             if !due.is_empty() {

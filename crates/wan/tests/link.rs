@@ -129,13 +129,11 @@ async fn latency_sets_the_round_trip_time() {
         // Never early; the upper bound only catches a link that ignores its latency.
         assert!(*rtt >= ms(40) && *rtt <= ms(70), "{rtt:?}");
     }
-    // Precise, not within a timer tick: Tokio's millisecond timer alone made this 41-44 ms.
+    // Precise, not within a timer tick: on Tokio's millisecond timer the median was about 42 ms
+    // (each hop 0-2 ms late); on the timer thread it is 40.3-40.6 ms on a loaded 2-core machine.
     rtts.sort();
     let median = rtts[rtts.len() / 2];
-    assert!(
-        median < ms(40) + Duration::from_micros(800),
-        "median {median:?}"
-    );
+    assert!(median < ms(41), "median {median:?}");
 }
 
 #[tokio::test]
