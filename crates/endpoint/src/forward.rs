@@ -7,8 +7,7 @@
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::metrics::{Direction, EndpointMetrics};
@@ -16,22 +15,23 @@ use crate::metrics::{Direction, EndpointMetrics};
 /// Big enough for `redis-benchmark -P 16` batches in one read.
 const BATCH: usize = 32 * 1024;
 
-/// Forwards until both directions reached end of stream, or either failed.
+/// Forwards until both directions reached end of stream, or either failed. The sockets stay the
+/// caller's, so it decides when they close (after counting why).
 pub(crate) async fn relay(
-    client: TcpStream,
-    primary: TcpStream,
+    client: &mut TcpStream,
+    primary: &mut TcpStream,
     metrics: &EndpointMetrics,
 ) -> io::Result<()> {
-    let (client_read, client_write) = client.into_split();
-    let (primary_read, primary_write) = primary.into_split();
+    let (client_read, client_write) = client.split();
+    let (primary_read, primary_write) = primary.split();
     let up = pump(client_read, primary_write, Direction::ToPrimary, metrics);
     let down = pump(primary_read, client_write, Direction::ToClient, metrics);
     tokio::try_join!(up, down).map(drop)
 }
 
 async fn pump(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
     direction: Direction,
     metrics: &EndpointMetrics,
 ) -> io::Result<()> {

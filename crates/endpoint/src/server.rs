@@ -49,7 +49,42 @@ impl Default for Limits {
 
 /// Forwards every connection accepted on `listener` to the current `route` until `shutdown`
 /// turns true; then closes every connection and returns.
+///
+/// The forwarding runs on a thread of its own with a single-threaded runtime, not on the
+/// caller's: there it shared the agent's workers with the tunnel server, which encrypts the
+/// replication stream while clients write, and the apps bench measured pipelined SET through
+/// the endpoint at 0.71× direct on the agent's runtime against 0.85–0.86× on its own thread
+/// (two cores; GET 0.79× against 0.77–0.87×, within the noise). One thread carries thousands of
+/// connections; it ends when `shutdown` turns true, even if the returned future is dropped first.
 pub async fn serve(
+    listener: TcpListener,
+    route: watch::Receiver<Route>,
+    limits: Limits,
+    metrics: EndpointMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = listener.into_std()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("georep-endpoint".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve_here(listener, route, limits, metrics, shutdown).await
+                    })
+                });
+            let _ = done.send(result);
+        })?;
+    finished
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the endpoint's thread panicked")))
+}
+
+async fn serve_here(
     listener: TcpListener,
     route: watch::Receiver<Route>,
     limits: Limits,
@@ -100,14 +135,14 @@ pub async fn serve(
 }
 
 async fn connection(
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     mut route: watch::Receiver<Route>,
     limits: Limits,
     metrics: &EndpointMetrics,
 ) {
     let deadline = Instant::now() + limits.hold;
-    let (primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {
+    let (mut primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {
         Ok(connected) => connected,
         Err(refusal) => {
             metrics.refuse(refusal.kind);
@@ -123,7 +158,7 @@ async fn connection(
     let _ = primary.set_nodelay(true);
     metrics.forward();
     tokio::select! {
-        result = relay(client, primary, metrics) => {
+        result = relay(&mut client, &mut primary, metrics) => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "endpoint: connection ended with an error");
             }
@@ -133,6 +168,8 @@ async fn connection(
             tracing::info!(%peer, "endpoint: route changed; closing connection to the old primary");
         }
     }
+    // Both sockets close here, after the close was counted: whoever sees the end of stream sees
+    // the metric too.
 }
 
 struct Refused {

@@ -46,13 +46,15 @@
 //! - **Shutdown.** When the shutdown signal turns true (or its sender is dropped), the link stops
 //!   accepting, closes its listener and closes every open connection (plain close, no reset).
 //!
-//! Timers are `tokio::time`, so tests may pause the clock. There is no busy polling: every wait is
-//! on a socket, a channel or a timer.
+//! Delivery times are waited on by one high-resolution timer thread per process, not Tokio's
+//! timer, whose millisecond ticks make each wait 0–2 ms late (a 45 ms link measured 46–47 ms).
+//! There is no busy polling: every wait is on a socket, a channel or a timer.
 //!
 //! # Limits of the emulation
 //!
-//! - Tokio's timer has millisecond granularity and never fires early, so each delivery is late by
-//!   up to about 1 ms: 20 ms each way measures as a round trip of about 42 ms on loopback.
+//! - A delivery is never early and late by the timer thread's wake-up plus the task's
+//!   scheduling: tens of microseconds on an idle machine, more when the CPUs are busy. 20 ms each
+//!   way measures as a round trip of 40.4–40.7 ms on loopback (a shared 2-core machine).
 //! - Without a bandwidth cap, the 4 MiB queue acts like a 4 MiB TCP window: one connection moves
 //!   at most about `4 MiB / latency` per direction (about 200 MB/s at 20 ms).
 //! - Delay applies to bytes, not to TCP's own handshake: a client's `connect` completes at once
@@ -60,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 mod conn;
 mod pipe;
 mod schedule;

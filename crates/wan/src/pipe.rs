@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use crate::schedule::{queue_limit, splitmix64, Schedule, SLICE};
 use crate::shared::{lock, Shared};
@@ -71,7 +71,7 @@ impl<'a> ConnCtx<'a> {
             Err(_) => None,
         };
         match at {
-            Some(at) => sleep_until(at).await,
+            Some(at) => self.shared.clock.sleep_until(at).await,
             None => pending().await,
         }
     }
@@ -211,7 +211,7 @@ async fn write_side<W: AsyncWrite + Unpin>(
 ) -> Result<(), Broken> {
     while let Some(Chunk { at, data }) = rx.recv().await {
         if at > Instant::now() {
-            sleep_until(at).await;
+            ctx.shared.clock.sleep_until(at).await;
         }
         let result = match &data {
             Some(data) => {
@@ -246,13 +246,17 @@ mod tests {
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
+    use crate::clock::Clock;
 
+    /// A link on Tokio's clock, which these tests pause.
     fn shared(params: LinkParams) -> Shared {
-        Shared::new(
+        let mut shared = Shared::new(
             "test".into(),
             SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
             params,
-        )
+        );
+        shared.clock = Clock::Tokio;
+        shared
     }
 
     /// Runs one Up pipe from `client` to `server` in the background of `f`.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::schedule::seed_from_name;
 use crate::{Direction, LinkParams};
 
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     /// Seeds the jitter of every connection of the link.
     pub(crate) seed: u64,
     params: Mutex<LinkParams>,
+    /// What delivery times are waited on.
+    pub(crate) clock: Clock,
     pub(crate) control: watch::Sender<Control>,
     pub(crate) counters: Counters,
     /// Numbers connections, for logs and jitter seeds.
@@ -65,6 +68,7 @@ impl Shared {
             name,
             upstream,
             params: Mutex::new(params),
+            clock: Clock::Precise,
             control: watch::Sender::new(Control {
                 cut: false,
                 cuts: 0,
