@@ -67,18 +67,21 @@ impl std::fmt::Display for Compression {
 }
 
 impl std::str::FromStr for Compression {
-    type Err = String;
+    type Err = UnknownCompression;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "none" => Ok(Self::None),
             "zstd" => Ok(Self::Zstd),
-            _ => Err(format!(
-                "{s:?} is not a compression: expected \"none\" or \"zstd\""
-            )),
+            _ => Err(UnknownCompression(s.to_owned())),
         }
     }
 }
+
+/// A compression name other than `none` or `zstd`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a compression: expected \"none\" or \"zstd\"")]
+pub struct UnknownCompression(String);
 
 /// A frame that cannot be decoded (or a compressor failure): the link is dropped.
 #[derive(Debug, thiserror::Error)]
