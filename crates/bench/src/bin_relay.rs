@@ -22,13 +22,15 @@
 //! Then every replica's `DEBUG DIGEST` is compared with the primary's.
 #![forbid(unsafe_code)]
 
+mod children;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use children::{free_addr, Procs};
 use clap::Parser;
 use resp::{Conn, Credentials, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,41 +72,6 @@ struct Args {
 
 const PATHS: [&str; 3] = ["direct", "relay", "relay+zstd"];
 const PASSWORD_FILE: &str = "replication.password";
-
-/// Processes killed when dropped.
-#[derive(Default)]
-struct Procs(Vec<Child>);
-
-impl Procs {
-    fn spawn(&mut self, program: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
-        let log = std::fs::File::create(log)?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id();
-        self.0.push(child);
-        Ok(pid)
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-}
 
 async fn conn(addr: SocketAddr) -> anyhow::Result<Conn> {
     let deadline = Instant::now() + Duration::from_secs(30);

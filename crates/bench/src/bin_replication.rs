@@ -18,15 +18,17 @@
 //! on the path spent (`sync.rs`). `--sync-only` measures the full syncs alone.
 #![forbid(unsafe_code)]
 
+mod children;
 mod sync;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use children::{free_addr, Procs};
 use clap::Parser;
 use resp::{Conn, Value};
 use tokio::sync::watch;
@@ -68,42 +70,6 @@ struct Args {
 }
 
 const PATHS: [&str; 3] = ["direct", "georep", "spiped"];
-
-/// Processes killed by PID when dropped.
-#[derive(Default)]
-struct Procs(Vec<Child>);
-
-impl Procs {
-    /// Starts `program`, its output in `log`; returns its PID.
-    fn spawn(&mut self, program: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
-        let log = std::fs::File::create(log)?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id();
-        self.0.push(child);
-        Ok(pid)
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-}
 
 fn bracket(a: SocketAddr) -> String {
     format!("[{}]:{}", a.ip(), a.port())
