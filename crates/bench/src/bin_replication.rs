@@ -20,6 +20,7 @@
 
 mod children;
 mod sync;
+mod xread;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use children::{free_addr, Procs};
 use clap::Parser;
-use resp::{Conn, Value};
+use resp::Conn;
 use tokio::sync::watch;
 use wan::{Link, LinkHandle, LinkParams};
+use xread::entries;
 
 #[derive(Debug, Parser)]
 #[command(name = "georep-replication-bench")]
@@ -623,30 +625,4 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// `(id, ms)` of every entry in an `XREAD` reply.
-fn entries(reply: &Value) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let Value::Array(Some(streams)) = reply else {
-        return out;
-    };
-    for s in streams {
-        let Value::Array(Some(s)) = s else { continue };
-        let Some(Value::Array(Some(items))) = s.get(1) else {
-            continue;
-        };
-        for e in items {
-            let Value::Array(Some(e)) = e else { continue };
-            let (Some(id), Some(Value::Array(Some(f)))) =
-                (e.first().and_then(Value::text), e.get(1))
-            else {
-                continue;
-            };
-            if let Some(ms) = f.get(1).and_then(Value::text).and_then(|t| t.parse().ok()) {
-                out.push((id, ms));
-            }
-        }
-    }
-    out
 }
