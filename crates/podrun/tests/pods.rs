@@ -169,13 +169,9 @@ fn agent_is_unprivileged(cluster: &Cluster, i: usize) {
     assert_eq!(inspect["HostConfig"]["ReadonlyRootfs"], true);
 }
 
-// Known bug, found 2026-12-02 and reproduced on d570b2e as well (3 of 3 runs on this machine):
-// after its container is killed and restarted, the replica region's Redis loops on `NOAUTH`
-// towards its primary although the agent logs `CONFIG SET masterauth` 34 ms after the restart;
-// the pod never becomes Ready again. Ignored so the rest of the suite keeps landing; the other
-// pod tests still cover replication and switchovers in pods. Run it with `-- --ignored`.
+// Restarting the replica's Redis container used to hang its link for `repl-timeout` (the agent's
+// `CONFIG SET replica-announce-ip` landed inside Redis's pipelined handshake; now in the file).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known bug: a restarted replica Redis container loops on NOAUTH (see comment)"]
 async fn two_regions_run_replicate_switch_over_and_resume() {
     if !podman_or_skip("two_regions_run_replicate_switch_over_and_resume") {
         return;

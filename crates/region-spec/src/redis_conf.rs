@@ -142,6 +142,12 @@ fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
         );
     }
     row("masteruser", REPLICATION_USER.into(), !primary, true);
+    // In the file, not only at run time: Redis pipelines its replication handshake and decides
+    // whether to read a reply to `REPLCONF ip-address` when it reads, not when it sends. Set by
+    // `CONFIG SET` between the two (a restarted replica connects at once, its agent corrects it
+    // milliseconds later), Redis takes the `capa` reply for it and waits for one that never
+    // comes: the link hangs for `repl-timeout`, then loops. A constant, so nothing to learn first.
+    row("replica-announce-ip", "127.0.0.1".into(), true, true);
     if let Some(r) = run {
         row("repl-timeout", "60".into(), false, true);
         // A WAN full sync of a large dataset must not be cut off by the output buffer limit (the
@@ -152,7 +158,6 @@ fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
             false,
             true,
         );
-        row("replica-announce-ip", "127.0.0.1".into(), false, true);
         row(
             "replica-announce-port",
             r.announce_port.to_string(),
@@ -220,14 +225,52 @@ mod tests {
         let t = topology();
         let p = settings(&t, StartAs::Primary { append_only: false });
         assert!(p.starts_with("appendonly no\nappendfsync everysec\ndbfilename dump.rdb\n"));
-        assert!(p.ends_with("save \"\"\nmin-replicas-to-write 1\nmin-replicas-max-lag 10\n"));
+        assert!(p.ends_with(
+            "save \"\"\nmin-replicas-to-write 1\nmin-replicas-max-lag 10\nreplica-announce-ip 127.0.0.1\n"
+        ));
         let r = settings(
             &t,
             StartAs::Replica {
                 primary_port: 16000,
             },
         );
-        assert!(r.ends_with("replicaof 127.0.0.1 16000\nmasteruser georep-replication\n"));
+        assert!(r.ends_with(
+            "replicaof 127.0.0.1 16000\nmasteruser georep-replication\nreplica-announce-ip 127.0.0.1\n"
+        ));
         assert!(!r.contains("min-replicas"));
+    }
+
+    /// Redis pipelines its replication handshake and, when it reads the replies, skips the
+    /// `REPLCONF ip-address` one if `replica-announce-ip` is unset *then*: a value set at run
+    /// time between the send and the reads hangs the link (found by the pod test that restarts a
+    /// replica's Redis container). So a replica's file already holds it, with its run-time value.
+    #[test]
+    fn what_shapes_the_replication_handshake_is_in_the_file_from_the_start() {
+        let t = topology();
+        let run = run_time(
+            &t,
+            &RunTime {
+                primary: false,
+                fenced: false,
+                announce_port: 16001,
+                masterauth: "secret-password-123",
+            },
+        );
+        for start in [
+            StartAs::Primary { append_only: true },
+            StartAs::Replica {
+                primary_port: 16000,
+            },
+        ] {
+            let file = settings(&t, start);
+            let (_, ip) = run
+                .iter()
+                .find(|(n, _)| *n == "replica-announce-ip")
+                .unwrap();
+            assert!(
+                file.contains(&format!("\nreplica-announce-ip {ip}\n")),
+                "{start:?}: {file}"
+            );
+        }
     }
 }
