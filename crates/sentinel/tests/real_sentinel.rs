@@ -113,9 +113,30 @@ fn normalize(v: Value) -> Value {
                 {
                     out[i + 1] = Value::Simple("*".into());
                 }
+                // HELLO's `server`: ours says "redis" like Redis's Sentinel; Valkey's says
+                // "valkey". Clients read the other fields.
+                if out[i].text().as_deref() == Some("server")
+                    && out[i + 1].text().as_deref() == Some("valkey")
+                {
+                    out[i + 1] = Value::Bulk(Some(b"redis".to_vec()));
+                }
             }
             Value::Array(Some(out))
         }
+        // Where Valkey 8's Sentinel differs from Redis 7.0's (which ours answers like): HELLO's
+        // error names the protocol argument (same code, NOAUTH), and see NOSUB below.
+        Value::Error(e) => match e.strip_prefix("NOSUB '") {
+            // Valkey 8 refuses (P)UNSUBSCRIBE outside subscribed mode; Redis 7.0 (and ours, and
+            // what every client library expects) answers with zero subscriptions.
+            Some(rest) => Value::Array(Some(vec![
+                Value::Bulk(Some(
+                    rest.split('\'').next().unwrap_or("").as_bytes().to_vec(),
+                )),
+                Value::Bulk(None),
+                Value::Int(0),
+            ])),
+            None => Value::Error(e.replace("HELLO <proto> AUTH", "HELLO AUTH")),
+        },
         other => other,
     }
 }
