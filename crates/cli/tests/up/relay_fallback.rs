@@ -163,7 +163,6 @@ async fn a_replica_regions_full_relay_is_bypassed_and_its_redis_returns_once_it_
     assert_eq!(s["relay"]["upstream"], REGIONS[0], "{s}");
     // Every write reaches the region's Redis while the relay still cannot store.
     caught_up(&env).await;
-    let bypassed_for = Instant::now();
     assert_ne!(int(&env, 1, "replication", "master_port").await, relay_port);
     let held = env.status(1).await["relay"]["offset"].as_i64().unwrap();
     let primary_at = int(&env, 0, "replication", "master_repl_offset").await;
@@ -185,6 +184,7 @@ async fn a_replica_regions_full_relay_is_bypassed_and_its_redis_returns_once_it_
 
     // Space freed: the relay resumes, catches up, and the Redis goes back to it.
     std::fs::remove_file(&ballast).unwrap();
+    let freed = Instant::now();
     testkit::eventually("region 1's Redis follows its relay again", || async {
         let s = env.try_status(1).await?;
         let back = s["relay"]["bypassed"] == false
@@ -194,7 +194,7 @@ async fn a_replica_regions_full_relay_is_bypassed_and_its_redis_returns_once_it_
         back.then_some(())
     })
     .await;
-    let back_after = bypassed_for.elapsed();
+    let back_after = freed.elapsed();
     write(&env, "after:", 200).await;
     caught_up(&env).await;
     let info = env.admin(1).await.info(&["replication"]).await.unwrap();
@@ -210,6 +210,101 @@ async fn a_replica_regions_full_relay_is_bypassed_and_its_redis_returns_once_it_
     eprintln!(
         "relay fallback (replica region): back on the relay {back_after:?} after the ballast \
          went, whole test {:?}",
+        started.elapsed()
+    );
+    drop(env);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_regions_full_relay_is_bypassed_by_the_other_regions_relays_until_it_stores() {
+    let Some((env, tmpfs)) = start_with_small_relay_disk(0).await else {
+        return;
+    };
+    let started = Instant::now();
+    write(&env, "pre:", 200).await;
+    caught_up(&env).await;
+    let fulls = all_full_syncs(&env).await;
+    let partial = int(&env, 0, "stats", "sync_partial_ok").await;
+    let served_partial = env.metric(0, SERVED_PARTIAL).await;
+
+    let ballast = tmpfs.fill();
+    write(&env, "during:", 1000).await;
+    // The primary's agent leases the bypass; region 1's relay follows the primary's Redis.
+    testkit::eventually("the primary region's relay is bypassed", || async {
+        let p = env.try_status(0).await?;
+        let r = env.try_status(1).await?;
+        (p["relay"]["disk_full"] == true
+            && p["relay"]["bypassed"] == true
+            && r["relay"]["upstream"] == "us-east-1/redis"
+            && r["relay"]["upstream_connected"] == true)
+            .then_some(())
+    })
+    .await;
+    caught_up(&env).await;
+    let held = env.status(0).await["relay"]["offset"].as_i64().unwrap();
+    let primary_at = int(&env, 0, "replication", "master_repl_offset").await;
+    assert!(
+        held < primary_at,
+        "the relay stored everything ({held} of {primary_at}): the disk was not full"
+    );
+    // Region 1's relay continued from the primary's Redis (its backlog held the gap).
+    assert!(int(&env, 0, "stats", "sync_partial_ok").await > partial);
+    let lease = env
+        .admin(0)
+        .await
+        .cmd(&["GET", "georep:relay-bypass"])
+        .await;
+    let lease = lease.unwrap().text().unwrap_or_default();
+    assert!(lease.ends_with(" us-east-1"), "lease {lease:?}");
+    assert_eq!(env.metric(0, "georep_relay_bypassed").await, 1);
+    assert_eq!(env.metric(0, "georep_relay_disk_full").await, 1);
+    assert_eq!(env.metric(1, "georep_relay_bypassed").await, 0);
+    let line = relay_line(&env, REGIONS[0]).await;
+    assert!(line.contains("full, bypassed"), "{line}");
+    let line = relay_line(&env, REGIONS[1]).await;
+    assert!(line.contains("us-east-1/redis"), "{line}");
+    assert!(agent_log(&env, REGIONS[0])
+        .contains("the other regions' relays follow this region's Redis directly"));
+    assert!(agent_log(&env, REGIONS[1]).contains("our relay follows us-east-1's Redis directly"));
+
+    std::fs::remove_file(&ballast).unwrap();
+    let freed = Instant::now();
+    testkit::eventually(
+        "region 1's relay follows the primary region's relay again",
+        || async {
+            let p = env.try_status(0).await?;
+            let r = env.try_status(1).await?;
+            (p["relay"]["bypassed"] == false
+                && p["relay"]["disk_full"] == false
+                && r["relay"]["upstream"] == "us-east-1"
+                && r["relay"]["upstream_connected"] == true
+                && env.metric(0, SERVED_PARTIAL).await > served_partial)
+                .then_some(())
+        },
+    )
+    .await;
+    let back_after = freed.elapsed();
+    write(&env, "after:", 200).await;
+    caught_up(&env).await;
+    let lease = env
+        .admin(0)
+        .await
+        .cmd(&["EXISTS", "georep:relay-bypass"])
+        .await;
+    assert_eq!(
+        lease.unwrap(),
+        resp::Value::Int(0),
+        "the lease was not deleted"
+    );
+    assert_eq!(env.metric(0, "georep_relay_bypassed").await, 0);
+    assert!(agent_log(&env, REGIONS[1]).contains("us-east-1's relay stores again"));
+    assert_eq!(all_full_syncs(&env).await, fulls, "a full sync happened");
+    for i in 0..2 {
+        assert_eq!(env.metric(i, CORRUPT).await, 0, "region {i}'s relay");
+    }
+    eprintln!(
+        "relay fallback (primary region): region 1's relay back on it {back_after:?} after the \
+         ballast went, whole test {:?}",
         started.elapsed()
     );
     drop(env);
