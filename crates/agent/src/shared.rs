@@ -179,23 +179,29 @@ impl Shared {
     /// or our relay's upstream while our relay cannot store ([`crate::relay_fallback`]).
     pub(crate) fn desired_role(&self) -> Role {
         let c = &self.config;
-        let view = self.view();
-        let known = view.known;
+        let known = self.known();
         if known.primary == c.region {
             Role::Primary
         } else {
-            let fallback = *self.fallback.borrow();
-            let bypass = self
-                .relay
-                .get()
-                .filter(|_| fallback.bypassed)
-                .and_then(|h| h.route(&view, fallback));
-            let addr = bypass.unwrap_or_else(|| c.follow_addr(known.primary));
+            let addr = self.follow_addr(known.primary);
             Role::Replica {
                 host: addr.ip().to_string(),
                 port: addr.port(),
             }
         }
+    }
+
+    /// What our Redis replicates from while `primary` (another region) is the primary: our
+    /// relay if we run one, past it while it cannot store, else our tunnel client to `primary`.
+    pub(crate) fn follow_addr(&self, primary: RegionId) -> std::net::SocketAddr {
+        let fallback = *self.fallback.borrow();
+        let mut view = self.view();
+        view.known.primary = primary;
+        self.relay
+            .get()
+            .filter(|_| fallback.bypassed)
+            .and_then(|h| h.route(&view, fallback))
+            .unwrap_or_else(|| self.config.follow_addr(primary))
     }
 
     /// Claims the one change-of-primary slot, or says which change holds it.
