@@ -201,8 +201,9 @@ impl Round {
                             }
                         };
                         let meta = r.read_meta_checked(&c.topology).await?;
+                        // Not fatal: a lease not read this round leaves the last one standing.
                         let lease = match wants_lease {
-                            true => Some(r.relay_lease().await?),
+                            true => r.relay_lease().await.ok(),
                             false => None,
                         };
                         Ok::<_, resp::Error>((r, meta, lease))
