@@ -212,6 +212,35 @@ impl Redis {
         Ok(())
     }
 
+    /// Sets the primary region's relay-bypass lease ([`crate::relay_fallback::LEASE`]) for
+    /// `ttl`.
+    pub(crate) async fn set_relay_lease(
+        &mut self,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), resp::Error> {
+        let ms = ttl.as_millis().to_string();
+        let lease = crate::relay_fallback::LEASE;
+        self.0
+            .cmd(&["SET", lease, value, "PX", ms.as_str()])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the relay-bypass lease.
+    pub(crate) async fn clear_relay_lease(&mut self) -> Result<(), resp::Error> {
+        self.0.cmd(&["DEL", crate::relay_fallback::LEASE]).await?;
+        Ok(())
+    }
+
+    /// The relay-bypass lease, if one is live (a key of another type counts as none).
+    pub(crate) async fn relay_lease(&mut self) -> Result<Option<String>, resp::Error> {
+        match self.0.cmd(&["GET", crate::relay_fallback::LEASE]).await {
+            Err(e) if is_wrong_type(&e) => Ok(None),
+            reply => Ok(reply?.text()),
+        }
+    }
+
     /// `CONFIG GET` of several parameters.
     pub(crate) async fn config_get(
         &mut self,

@@ -63,6 +63,7 @@ struct Round {
     /// agent lifts a pause its predecessor left behind once the role is settled.
     unpaused: bool,
     replica: ReplicaMemory,
+    fallback: crate::relay_fallback::Memory,
 }
 
 /// What [`observe`] saw of our own Redis.
@@ -72,6 +73,9 @@ struct Seen {
     meta: Option<Known>,
     /// Why our `georep:meta` holds what no agent writes: a primary rewrites it.
     meta_damaged: Option<&'static str>,
+    /// Its replication offset (`slave_repl_offset` on a replica, `master_repl_offset` on a
+    /// primary): what a relay must hold before what bypassed it comes back.
+    offset: Option<u64>,
 }
 
 impl Round {
@@ -116,7 +120,7 @@ impl Round {
         };
         status.redis_up = true;
         let mut seen = observe(&mut local, c).await?;
-        let (mut peers, mut damaged) = self.observe_peers(c).await;
+        let (mut peers, mut damaged, lease) = self.observe_peers(c, shared.known()).await;
         // An absurd epoch is damage too: the region's own agent rewrites it, no other does.
         for region in crate::epoch_guard::screen(shared, &mut seen.meta, &mut peers) {
             if region == c.region {
@@ -127,6 +131,15 @@ impl Round {
         let outcome = self.decide(shared, &seen, peers);
         status.primary = c.topology.regions[outcome.known.primary].name.clone();
         status.epoch = Some(outcome.known.epoch);
+        // Before acting: our Redis's master this round depends on it.
+        let facts = crate::relay_fallback::Facts {
+            known: outcome.known,
+            serving_primary: outcome.known.primary == c.region
+                && outcome.decision == Decision::Primary,
+            redis_offset: seen.offset,
+            lease,
+        };
+        crate::relay_fallback::step(shared, &mut self.fallback, &facts);
         self.act(shared, &mut local, &seen, &outcome, &damaged)
             .await?;
         let info = local.info(&["replication", "stats", "keyspace"]).await?;
@@ -167,12 +180,18 @@ impl Round {
     /// Reads every other region's `georep:meta` through our tunnel clients, all at once: the
     /// round costs one WAN round trip, not one per region, so a region learns a new epoch sooner.
     /// Also returns the regions whose metadata is damaged (counted as absent, left to their own
-    /// agent to repair).
-    async fn observe_peers(&mut self, c: &AgentConfig) -> (Vec<(RegionId, Peer)>, Vec<RegionId>) {
+    /// agent to repair) and, with a relay, the relay-bypass lease of the region `known` names
+    /// primary ([`crate::relay_fallback`]), read on the same connection.
+    async fn observe_peers(
+        &mut self,
+        c: &AgentConfig,
+        known: Known,
+    ) -> (Vec<(RegionId, Peer)>, Vec<RegionId>, Option<PrimaryLease>) {
         let reads: Vec<_> = c
             .other_regions()
             .map(|i| {
                 let held = self.peers.remove(&i);
+                let wants_lease = c.relay.is_some() && i == known.primary;
                 async move {
                     let read = async {
                         let mut r = match held {
@@ -182,7 +201,12 @@ impl Round {
                             }
                         };
                         let meta = r.read_meta_checked(&c.topology).await?;
-                        Ok::<_, resp::Error>((r, meta))
+                        // Not fatal: a lease not read this round leaves the last one standing.
+                        let lease = match wants_lease {
+                            true => r.relay_lease().await.ok(),
+                            false => None,
+                        };
+                        Ok::<_, resp::Error>((r, meta, lease))
                     };
                     (i, read.await)
                 }
@@ -190,10 +214,14 @@ impl Round {
             .collect();
         let mut out = Vec::new();
         let mut damaged = Vec::new();
+        let mut primary_lease = None;
         for (i, read) in futures_util::future::join_all(reads).await {
             match read {
-                Ok((r, meta)) => {
+                Ok((r, meta, lease)) => {
                     self.peers.insert(i, r);
+                    if let Some(lease) = lease {
+                        primary_lease = Some((i, lease));
+                    }
                     if let Meta::Damaged(why) = meta {
                         let region = &c.topology.regions[i].name;
                         tracing::debug!(%region, why, "damaged georep:meta there: ignored as absent");
@@ -207,7 +235,7 @@ impl Round {
                 }
             }
         }
-        (out, damaged)
+        (out, damaged, primary_lease)
     }
 
     /// Who should be primary (every epoch we can see, highest wins), recorded in the shared view
@@ -288,6 +316,34 @@ impl Round {
             local.unpause().await?;
             self.unpaused = true;
         }
+        self.keep_relay_lease(shared, local, outcome).await
+    }
+
+    /// In the primary region: while our relay is bypassed, the lease that tells the other
+    /// regions' relays to follow our Redis, refreshed every round; deleted once the relay is
+    /// back. Only an unfenced primary writes it.
+    async fn keep_relay_lease(
+        &mut self,
+        shared: &Shared,
+        local: &mut Redis,
+        outcome: &Outcome,
+    ) -> Result<(), resp::Error> {
+        let c = &shared.config;
+        let serving = outcome.known.primary == c.region && outcome.decision == Decision::Primary;
+        let bypassed = shared.fallback.borrow().bypassed;
+        if serving && bypassed {
+            let value = crate::relay_fallback::lease_value(outcome.known, c.region_name());
+            let ttl = crate::relay_fallback::lease_ttl(c.reconcile_every);
+            local.set_relay_lease(&value, ttl).await?;
+            self.fallback.lease_written = true;
+        } else if self.fallback.lease_written {
+            // Demoted meanwhile: a replica cannot delete it; it names our epoch and region, so
+            // the others ignore it, and it expires.
+            if serving {
+                local.clear_relay_lease().await?;
+            }
+            self.fallback.lease_written = false;
+        }
         Ok(())
     }
 
@@ -306,6 +362,9 @@ impl Round {
     }
 }
 
+/// The relay-bypass lease as read from a region's Redis: the region, and the value if any.
+type PrimaryLease = (RegionId, Option<String>);
+
 /// The settings georep keeps on our Redis, from the same table as redis.conf.
 fn desired(c: &AgentConfig, role: Role, fenced: bool) -> Desired {
     let run = region_spec::redis_conf::RunTime {
@@ -323,8 +382,14 @@ fn desired(c: &AgentConfig, role: Role, fenced: bool) -> Desired {
 /// Our Redis's role, fence and meta.
 async fn observe(local: &mut Redis, c: &AgentConfig) -> Result<Seen, resp::Error> {
     let meta = local.read_meta_checked(&c.topology).await?;
+    let replication = local.info(&["replication"]).await?;
+    let offset = ["slave_repl_offset", "master_repl_offset"]
+        .iter()
+        .find_map(|f| replication.int(f))
+        .and_then(|o| u64::try_from(o).ok());
     Ok(Seen {
-        role: observed_role(&local.info(&["replication"]).await?),
+        offset,
+        role: observed_role(&replication),
         fence_on: local.fence_on().await?,
         meta: meta.known(),
         meta_damaged: match meta {

@@ -24,6 +24,7 @@
 //! epoch_guard.rs absurd epochs in georep:meta ignored, logged and counted
 //! shared.rs     what the tasks share: the config and watch channels (ClusterView, status, …)
 //! client.rs     the other side: an HTTP client for the CLI (status, failover, promote)
+//! relay_placement.rs / relay_fallback.rs  the region's relay; past it while it cannot store
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -44,6 +45,7 @@ mod http;
 mod metrics;
 pub mod plan;
 pub mod pod_conf;
+mod relay_fallback;
 pub mod relay_placement;
 mod report;
 pub mod secrets;

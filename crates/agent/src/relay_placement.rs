@@ -18,6 +18,9 @@
 //! Fencing is unchanged: a fenced primary accepts writes only with a replica attached, and its
 //! relay is such a replica, so the relay follows the local Redis only once the agent has lifted
 //! the fence (an isolated old primary's relay stays idle, and the old primary stays read-only).
+//!
+//! A relay that cannot store (disk full) is bypassed until it stores again: see
+//! [`crate::relay_fallback`]. Its followers are re-pointed by [`RelayHandle::route`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +34,7 @@ use tunnel::{Address, Listener, Mode, TunnelConfig, TunnelMetrics};
 
 use crate::config::AgentConfig;
 use crate::credentials::REPLICATION_USER;
+use crate::relay_fallback::Fallback;
 use crate::shared::{ClusterView, Shared};
 use crate::shutdown::Shutdown;
 use crate::status::{Link, RegionStatus};
@@ -77,18 +81,43 @@ impl RelayPlacement {
 /// The running relay, as the rest of the agent sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct RelayHandle {
-    upstream: relay::UpstreamHandle,
-    metrics: relay::RelayMetrics,
+    pub(crate) upstream: relay::UpstreamHandle,
+    pub(crate) metrics: relay::RelayMetrics,
+    pub(crate) gauges: FallbackGauges,
+    /// Our region and our Redis (the primary region's relay follows it).
+    me: RegionId,
+    redis: SocketAddr,
     /// Our relay tunnel client towards region `i`'s relay listens here.
     via: Vec<Option<SocketAddr>>,
+    /// Our Redis tunnel client towards region `i`'s Redis: where our relay follows the primary's
+    /// Redis while the primary region's relay is bypassed.
+    direct: Vec<SocketAddr>,
     retention: relay::Retention,
     compression: relay::Compression,
+}
+
+/// `georep_relay_bypassed` and `georep_relay_disk_full`, set by the control round.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FallbackGauges {
+    pub(crate) bypassed: prometheus_client::metrics::gauge::Gauge,
+    pub(crate) disk_full: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl RelayHandle {
+    /// Where our relay replicates from, given the view and the fallback: the local Redis (an
+    /// unfenced primary only), else the primary region's relay through our relay tunnel client,
+    /// or the primary's Redis through our Redis tunnel client while that relay is bypassed. In a
+    /// replica region, also where our Redis goes while our own relay is bypassed.
+    pub(crate) fn route(&self, view: &ClusterView, fallback: Fallback) -> Option<SocketAddr> {
+        upstream_for(view, self.me, self.redis, &self.via, &self.direct, fallback)
+    }
 }
 
 /// The relay as `/status` reports it: what it follows and the outage it can still absorb.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RelayStatus {
-    /// `redis` (the local primary) or the region whose relay it follows; `none` while idle.
+    /// `redis` (the local primary), the region whose relay it follows, or `<region>/redis` while
+    /// that region's relay is bypassed and it follows that region's Redis; `none` while idle.
     pub upstream: String,
     /// Whether it is streaming from its upstream.
     pub upstream_connected: bool,
@@ -110,6 +139,14 @@ pub struct RelayStatus {
     /// Uncompressed / wire bytes over this relay's compressed links so far; `None` before any.
     #[serde(default)]
     pub compression_ratio: Option<f64>,
+    /// The relay cannot store: its last write failed for want of space.
+    #[serde(default)]
+    pub disk_full: bool,
+    /// What replicates from this relay is pointed past it (it cannot store): in a replica
+    /// region, the local Redis follows the relay's upstream; in the primary region, the other
+    /// regions' relays follow the primary's Redis.
+    #[serde(default)]
+    pub bypassed: bool,
 }
 
 /// What was bound at start, before any task runs.
@@ -147,6 +184,19 @@ pub(crate) async fn bind(
         placement.dir.display().to_string(),
     ))?;
     let metrics = relay::RelayMetrics::register(registry.sub_registry_with_prefix("relay"));
+    let gauges = FallbackGauges::default();
+    registry.register(
+        "relay_bypassed",
+        "1 while this region's relay cannot store and what replicates from it is pointed past it \
+         (a replica region's Redis at the relay's upstream; the other regions' relays at the \
+         primary's Redis)",
+        gauges.bypassed.clone(),
+    );
+    registry.register(
+        "relay_disk_full",
+        "1 while this region's relay cannot store: its last write failed for want of space",
+        gauges.disk_full.clone(),
+    );
     let relay = relay::Relay::bind(relay_config, metrics.clone())
         .await
         .map_err(|e| crate::AgentError::Bind {
@@ -161,6 +211,15 @@ pub(crate) async fn bind(
     let handle = RelayHandle {
         upstream: relay.upstream(),
         metrics,
+        gauges,
+        me: config.region,
+        redis: config.redis,
+        direct: config
+            .topology
+            .regions
+            .iter()
+            .map(|r| config.peer_addr(r.index))
+            .collect(),
         via,
         retention: placement.retention,
         compression: placement.compression,
@@ -250,47 +309,51 @@ pub(crate) fn spawn(
     if let Some(handle) = shared.relay.get().cloned() {
         tasks.spawn(follow(
             handle,
-            c.redis,
-            c.region,
             shared.watch_view(),
+            shared.fallback.subscribe(),
             shutdown.clone(),
         ));
     }
 }
 
-/// Where the relay should replicate from, given the view.
+/// Where the relay should replicate from, given the view and the fallback.
 fn upstream_for(
     view: &ClusterView,
     me: RegionId,
     redis: SocketAddr,
     via: &[Option<SocketAddr>],
-) -> Option<String> {
+    direct: &[SocketAddr],
+    fallback: Fallback,
+) -> Option<SocketAddr> {
+    let primary = view.known.primary.index();
     if view.known.primary == me {
         // Only an unfenced primary: the relay would otherwise be the replica that lets a fenced
         // Redis take writes.
-        view.fenced.is_none().then(|| redis.to_string())
+        view.fenced.is_none().then_some(redis)
+    } else if fallback.primary_relay_bypassed {
+        // What a Redis replica does without relays: follow the primary's Redis (through our
+        // Redis tunnel, the primary region's relay being full).
+        direct.get(primary).copied()
     } else {
-        via.get(view.known.primary.index())
-            .copied()
-            .flatten()
-            .map(|a| a.to_string())
+        via.get(primary).copied().flatten()
     }
 }
 
 /// Re-points the relay at every change of primary or fence, the moment the view changes (a
-/// planned switchover changes it when it records the new epoch, before the old primary demotes).
+/// planned switchover changes it when it records the new epoch, before the old primary demotes),
+/// and at every change of the fallback (the primary region's relay full, then storing again).
 async fn follow(
     handle: RelayHandle,
-    redis: SocketAddr,
-    me: RegionId,
     mut view: watch::Receiver<ClusterView>,
+    mut fallback: watch::Receiver<Fallback>,
     mut shutdown: Shutdown,
 ) {
     loop {
-        let upstream = upstream_for(&view.borrow_and_update(), me, redis, &handle.via);
-        handle.upstream.set(upstream);
+        let upstream = handle.route(&view.borrow_and_update(), *fallback.borrow_and_update());
+        handle.upstream.set(upstream.map(|a| a.to_string()));
         tokio::select! {
             changed = view.changed() => if changed.is_err() { return },
+            changed = fallback.changed() => if changed.is_err() { return },
             _ = shutdown.wait() => return,
         }
     }
@@ -303,15 +366,20 @@ pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
     let Some(h) = shared.relay.get() else { return };
     let c = &shared.config;
     let view = shared.view();
+    let fallback = *shared.fallback.borrow();
+    let primary = &c.topology.regions[view.known.primary].name;
     let upstream = match h.upstream.get() {
         None => "none".to_owned(),
         Some(_) if view.known.primary == c.region => "redis".to_owned(),
-        Some(_) => c.topology.regions[view.known.primary].name.clone(),
+        Some(_) if fallback.primary_relay_bypassed => format!("{primary}/redis"),
+        Some(_) => primary.clone(),
     };
     let m = &h.metrics;
     let gauge = |g: &prometheus_client::metrics::gauge::Gauge| g.get().max(0) as u64;
     let connected = m.upstream_connected.get() == 1;
-    if view.known.primary != c.region && !connected && status.link == Link::Up {
+    // While our Redis bypasses the relay, its own link is the region's link.
+    let through_relay = !fallback.bypassed;
+    if view.known.primary != c.region && through_relay && !connected && status.link == Link::Up {
         status.link = Link::Down;
         status.link_error = Some(format!(
             "relay: not streaming from {upstream}'s relay (the local Redis follows the local relay)"
@@ -327,6 +395,8 @@ pub(crate) fn report(shared: &Shared, status: &mut RegionStatus) {
         retention: h.retention.to_string(),
         compression: h.compression.to_string(),
         compression_ratio: m.compression_ratio(),
+        disk_full: h.upstream.disk_full(),
+        bypassed: fallback.bypassed,
     });
 }
 
@@ -342,15 +412,22 @@ pub(crate) fn table(rows: &[crate::client::Row]) -> String {
         return String::new();
     }
     let mut out = format!(
-        "\n{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
-        "RELAY", "UPSTREAM", "STREAMING", "HORIZON", "HELD", "RETENTION", "WAN"
+        "\n{:<16} {:<24} {:<9} {:<15} {:>10} {:>12} {:<10} {}\n",
+        "RELAY", "UPSTREAM", "STREAMING", "STORE", "HORIZON", "HELD", "RETENTION", "WAN"
     );
     for (name, r) in relays {
         out.push_str(&format!(
-            "{:<16} {:<16} {:<9} {:>10} {:>12} {:<10} {}\n",
+            "{:<16} {:<24} {:<9} {:<15} {:>10} {:>12} {:<10} {}\n",
             name,
             r.upstream,
             if r.upstream_connected { "yes" } else { "no" },
+            match (r.disk_full, r.bypassed) {
+                (true, true) => "full, bypassed",
+                // Stores again, still bypassed until it holds what its followers have.
+                (false, true) => "bypassed",
+                (true, false) => "full",
+                (false, false) => "ok",
+            },
             human_duration(r.horizon_seconds),
             human_bytes(r.disk_bytes),
             match r.retention.parse::<relay::Retention>() {
@@ -404,39 +481,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_relay_follows_the_local_primary_or_the_primary_regions_relay() {
+    const DIRECT: [&str; 3] = ["127.0.0.1:30000", "127.0.0.1:30001", "127.0.0.1:30002"];
+
+    /// Region 0's relay's upstream when `primary` is the primary.
+    fn upstream(primary: usize, fenced: bool, fallback: Fallback) -> Option<String> {
         let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         let via = [
             None,
             Some("127.0.0.1:40001".parse().unwrap()),
             Some("127.0.0.1:40002".parse().unwrap()),
         ];
+        let direct: Vec<SocketAddr> = DIRECT.iter().map(|a| a.parse().unwrap()).collect();
+        let v = view(RegionId::new(primary), fenced);
+        upstream_for(&v, RegionId::new(0), redis, &via, &direct, fallback).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn the_relay_follows_the_local_primary_or_the_primary_regions_relay() {
+        let normal = Fallback::default();
         assert_eq!(
-            upstream_for(
-                &view(RegionId::new(0), false),
-                RegionId::new(0),
-                redis,
-                &via
-            )
-            .as_deref(),
+            upstream(0, false, normal).as_deref(),
             Some("127.0.0.1:7000")
         );
         assert_eq!(
-            upstream_for(
-                &view(RegionId::new(2), false),
-                RegionId::new(0),
-                redis,
-                &via
-            )
-            .as_deref(),
+            upstream(2, false, normal).as_deref(),
             Some("127.0.0.1:40002")
         );
         // A fenced replica region still pulls (the fence concerns the primary's writes).
         assert_eq!(
-            upstream_for(&view(RegionId::new(1), true), RegionId::new(0), redis, &via).as_deref(),
+            upstream(1, true, normal).as_deref(),
             Some("127.0.0.1:40001")
         );
+    }
+
+    #[test]
+    fn past_a_full_primary_region_relay_the_relay_follows_the_primarys_redis() {
+        let past = Fallback {
+            bypassed: false,
+            primary_relay_bypassed: true,
+        };
+        assert_eq!(upstream(2, false, past).as_deref(), Some(DIRECT[2]));
+        // Our own relay being bypassed changes nothing for the relay itself.
+        let ours = Fallback {
+            bypassed: true,
+            primary_relay_bypassed: false,
+        };
+        assert_eq!(upstream(2, false, ours).as_deref(), Some("127.0.0.1:40002"));
+        // The primary region's relay follows its Redis, and only unfenced.
+        assert_eq!(upstream(0, false, past).as_deref(), Some("127.0.0.1:7000"));
+        assert_eq!(upstream(0, true, past), None);
     }
 
     #[test]
@@ -464,22 +557,42 @@ mod tests {
         let t = table(&[row(&status)]);
         let line = t.lines().last().unwrap();
         assert!(line.starts_with("eu "), "{t}");
-        for part in ["us", "yes", "62m05s", "3.0GiB", "6h00m", "zstd 7.0x"] {
+        for part in [
+            "us",
+            "yes",
+            " ok ",
+            "62m05s",
+            "3.0GiB",
+            "6h00m",
+            "zstd 7.0x",
+        ] {
             assert!(line.contains(part), "{part} missing: {t}");
         }
+        let relay = status.relay.as_mut().unwrap();
+        relay.disk_full = true;
+        relay.bypassed = true;
+        relay.upstream_connected = false;
+        let t = table(&[row(&status)]);
+        assert!(
+            t.lines()
+                .last()
+                .unwrap()
+                .contains(" no        full, bypassed "),
+            "{t}"
+        );
+        let relay = status.relay.as_mut().unwrap();
+        relay.disk_full = false;
+        relay.upstream = "us/redis".into();
+        let t = table(&[row(&status)]);
+        let line = t.lines().last().unwrap();
+        assert!(
+            line.contains(" us/redis ") && line.contains(" bypassed "),
+            "{t}"
+        );
     }
 
     #[test]
     fn a_fenced_primary_has_an_idle_relay() {
-        let redis: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        assert_eq!(
-            upstream_for(
-                &view(RegionId::new(0), true),
-                RegionId::new(0),
-                redis,
-                &[None, None]
-            ),
-            None
-        );
+        assert_eq!(upstream(0, true, Fallback::default()), None);
     }
 }

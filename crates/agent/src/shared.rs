@@ -12,6 +12,7 @@
 //! | `status` ([`RegionStatus`]) | control round (report) | HTTP `/status`, `/readyz` |
 //! | `changes` ([`Changes`]) | change of primary | HTTP, control round (report) |
 //! | `progress` ([`Progress`]) | heartbeat reader, control round | control round, forced promotion |
+//! | `fallback` ([`Fallback`]) | control round | the relay's follower task, the next round |
 
 use std::collections::HashMap;
 
@@ -22,6 +23,7 @@ use crate::cluster_view::Known;
 use crate::config::AgentConfig;
 use crate::metrics::AgentMetrics;
 use crate::plan::{LagTracker, Role};
+use crate::relay_fallback::Fallback;
 use crate::status::{PrimaryChange, RegionStatus};
 
 /// The control loop's view of the cluster: who is primary at which epoch, and whether our own
@@ -72,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) progress: watch::Sender<Progress>,
     /// The region's relay, when the agent runs one (set once at start).
     pub(crate) relay: std::sync::OnceLock<crate::relay_placement::RelayHandle>,
+    /// Which relay is bypassed because it cannot store ([`crate::relay_fallback`]).
+    pub(crate) fallback: watch::Sender<Fallback>,
 }
 
 impl Shared {
@@ -109,6 +113,7 @@ impl Shared {
             changes: watch::Sender::new(Changes::default()),
             progress: watch::Sender::new(Progress::default()),
             relay: std::sync::OnceLock::new(),
+            fallback: watch::Sender::new(Fallback::default()),
         }
     }
 
@@ -170,19 +175,33 @@ impl Shared {
         Ok(())
     }
 
-    /// The role our Redis should have, given the known primary.
+    /// The role our Redis should have, given the known primary: in a replica region, our relay,
+    /// or our relay's upstream while our relay cannot store ([`crate::relay_fallback`]).
     pub(crate) fn desired_role(&self) -> Role {
         let c = &self.config;
         let known = self.known();
         if known.primary == c.region {
             Role::Primary
         } else {
-            let addr = c.follow_addr(known.primary);
+            let addr = self.follow_addr(known.primary);
             Role::Replica {
                 host: addr.ip().to_string(),
                 port: addr.port(),
             }
         }
+    }
+
+    /// What our Redis replicates from while `primary` (another region) is the primary: our
+    /// relay if we run one, past it while it cannot store, else our tunnel client to `primary`.
+    pub(crate) fn follow_addr(&self, primary: RegionId) -> std::net::SocketAddr {
+        let fallback = *self.fallback.borrow();
+        let mut view = self.view();
+        view.known.primary = primary;
+        self.relay
+            .get()
+            .filter(|_| fallback.bypassed)
+            .and_then(|h| h.route(&view, fallback))
+            .unwrap_or_else(|| self.config.follow_addr(primary))
     }
 
     /// Claims the one change-of-primary slot, or says which change holds it.

@@ -207,7 +207,8 @@ impl<'a> Io<'a> {
                 Err(e) => Observation::Failed(e.to_string()),
             },
             Action::Demote { follow } => {
-                let via = c.follow_addr(*follow);
+                // Our relay, or past it while it cannot store (the next round would move it).
+                let via = self.shared.follow_addr(*follow);
                 done(r.follow(&via.ip().to_string(), via.port()).await)
             }
             Action::BecomePrimary => done(r.become_primary().await),

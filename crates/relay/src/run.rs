@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -80,6 +81,9 @@ struct Shared {
     corrupt_at: Mutex<Option<u64>>,
     /// Where to replicate from now; the upstream task follows every change.
     upstream: watch::Sender<Option<String>>,
+    /// Set when a write to the store failed for want of space, cleared by the next write that
+    /// succeeds: what the relay's owner reads to replicate past it meanwhile.
+    disk_full: AtomicBool,
 }
 
 impl Shared {
@@ -132,6 +136,13 @@ impl UpstreamHandle {
     pub fn get(&self) -> Option<String> {
         self.0.upstream.borrow().clone()
     }
+
+    /// Whether the relay cannot store: its last write to the store failed for want of space
+    /// (disk full or quota), and none has succeeded since. Its downstreams then only get the
+    /// prefix it holds; its owner may point them past it until this turns false again.
+    pub fn disk_full(&self) -> bool {
+        self.0.disk_full.load(Ordering::Relaxed)
+    }
 }
 
 /// A running relay.
@@ -177,6 +188,7 @@ impl Relay {
             upstream: watch::Sender::new(config.upstream.clone()),
             config,
             corrupt_at: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
         });
         shared.publish(&shared.store(), false);
         Ok(Self { shared, listener })
@@ -305,6 +317,7 @@ async fn upstream_loop(
                 LinkError::Store(s) => {
                     shared.metrics.disk_errors.inc();
                     if s.is_disk_full() {
+                        shared.disk_full.store(true, Ordering::Relaxed);
                         tracing::error!(error = %e, "disk full: replication paused, nothing partial kept; retrying");
                     } else {
                         tracing::error!(error = %e, "store error: replication paused; retrying");
@@ -447,6 +460,7 @@ fn apply(shared: &Shared, event: Event) -> Result<(), StoreError> {
                 bytes = rdb.len,
                 "RDB stored; streaming"
             );
+            shared.disk_full.store(false, Ordering::Relaxed);
             shared.publish(store, true);
         }
         Event::Continue { new_replid } => {
@@ -458,6 +472,7 @@ fn apply(shared: &Shared, event: Event) -> Result<(), StoreError> {
         }
         Event::Stream { offset, bytes } => {
             store.append(offset, &bytes)?;
+            shared.disk_full.store(false, Ordering::Relaxed);
             shared.publish(store, false);
         }
     }

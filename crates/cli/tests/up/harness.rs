@@ -56,7 +56,17 @@ impl Env {
 
     /// Like [`Env::start`], with `extra` appended to the topology (`[redis]`, `[relay]`).
     pub async fn start_with(regions: &[&str], latency_ms: u64, extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), regions, latency_ms, extra).await
+    }
+
+    /// Like [`Env::start_with`], in `dir`, where the test may have prepared the data directory
+    /// ([`Env::data_dir`]) before `georep up` starts (e.g. a region's relay store on a tmpfs).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        regions: &[&str],
+        latency_ms: u64,
+        extra: &str,
+    ) -> Self {
         let base = free_base(regions.len());
         let mut toml = format!("name = \"test\"\nprimary = \"{}\"\n", regions[0]);
         for r in regions {
@@ -66,7 +76,7 @@ impl Env {
         }
         toml.push_str(&format!(
             "[local]\nbase_port = {base}\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
+            Self::data_dir(dir.path()).display()
         ));
         for (i, a) in regions.iter().enumerate() {
             for b in &regions[i + 1..] {
@@ -100,6 +110,24 @@ impl Env {
             topology,
             cluster,
         }
+    }
+
+    /// The data directory of `georep up` in the test's directory `dir`.
+    pub fn data_dir(dir: &std::path::Path) -> PathBuf {
+        dir.join("data")
+    }
+
+    /// Region `name`'s relay store (the agent's default: `<state dir>/relay`).
+    pub fn relay_dir(dir: &std::path::Path, name: &str) -> PathBuf {
+        Self::data_dir(dir).join(name).join("relay")
+    }
+
+    /// A Prometheus sample of region `i`'s agent, 0 when absent.
+    pub async fn metric(&self, i: usize, series: &str) -> i64 {
+        let body = self.metrics(i).await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
     }
 
     fn t(&self) -> &Topology {
@@ -284,7 +312,8 @@ impl Env {
         keys
     }
 
-    async fn assert_same_data(&self) {
+    /// Every region holds the primary's keys (besides georep's own) with the same values.
+    pub async fn assert_same_data(&self) {
         let p = self.t().primary.index();
         let keys = self.user_keys(p).await;
         let mut primary = self.admin(p).await;

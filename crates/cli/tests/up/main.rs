@@ -6,6 +6,7 @@ mod control_plane;
 mod failover;
 mod harness;
 mod relay;
+mod relay_fallback;
 
 use std::time::{Duration, Instant};
 
