@@ -197,6 +197,65 @@ fn redis_benchmark(
     }
 }
 
+/// CPU time the threads of process `pid` have run (`/proc/PID/task/*/schedstat`, in ns), only
+/// those named `thread` if given.
+fn cpu_ns(pid: u32, thread: Option<&str>) -> anyhow::Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        let dir = task?.path();
+        if let Some(name) = thread {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+        }
+        // A thread may have ended since the listing: it no longer counts.
+        if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// The processes whose CPU time per request the local runs record: the forwarding thread of
+/// each endpoint and us-east-1's redis-server.
+struct CpuProbe {
+    agent: u32,
+    redis: u32,
+}
+
+/// The endpoint's forwarding thread ([`endpoint::serve`] names it).
+const ENDPOINT_THREAD: &str = "georep-endpoint";
+
+impl CpuProbe {
+    fn new(region_dir: &Path) -> anyhow::Result<Self> {
+        let pid = |file: &str| -> anyhow::Result<u32> {
+            let path = region_dir.join(file);
+            let record = local::process::Record::load(&path)
+                .with_context(|| format!("no pid record in {}", path.display()))?;
+            Ok(u32::try_from(record.pid)?)
+        };
+        Ok(Self {
+            agent: pid("agent.pid.json")?,
+            redis: pid("redis.pid.json")?,
+        })
+    }
+
+    /// `[agent's forwarder, this process's forwarder, redis-server]`, in ns.
+    fn now(&self) -> anyhow::Result<[u64; 3]> {
+        Ok([
+            cpu_ns(self.agent, Some(ENDPOINT_THREAD))?,
+            cpu_ns(std::process::id(), Some(ENDPOINT_THREAD))?,
+            cpu_ns(self.redis, None)?,
+        ])
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -439,10 +498,31 @@ async fn measure(
         ("ep. TCP", tcp_endpoint),
     ];
     eprintln!("throughput, -P 16, 50 clients, {} requests:", args.requests);
+    // CPU time per request of each path's forwarder and of Redis, per run: what the shared
+    // machine's load does not change, unlike the rates.
+    let probe = CpuProbe::new(&data_dir.join(REGIONS[0]))?;
+    let mut cpu: Vec<[Vec<f64>; 2]> = vec![Default::default(); local.len()];
     // redis-benchmark runs block this thread; the runtime's other threads carry the links.
     let tput = tokio::task::block_in_place(|| {
         side_by_side(args.reps, &local, |p| {
-            redis_benchmark(benchmark, p, args.requests, 50, 16)
+            let before = probe.now()?;
+            let samples = redis_benchmark(benchmark, p, args.requests, 50, 16)?;
+            let after = probe.now()?;
+            let path = local.iter().position(|(_, port)| *port == p).unwrap_or(0);
+            let per_request =
+                |i: usize| after[i].saturating_sub(before[i]) as f64 / (2 * args.requests) as f64;
+            let forwarder = match path {
+                1 => per_request(0),
+                2 => per_request(1),
+                _ => 0.0,
+            };
+            eprintln!(
+                "             CPU per request: forwarder {forwarder:.0} ns, redis-server {:.0} ns",
+                per_request(2)
+            );
+            cpu[path][0].push(forwarder);
+            cpu[path][1].push(per_request(2));
+            Ok(samples)
         })
     })?;
     eprintln!(
@@ -522,6 +602,15 @@ async fn measure(
             "| local primary, p50 latency `-c 1 -P 1` | {name} | {d:.0} µs | {unix:.0} µs | +{a_unix:.0} µs | {tcp:.0} µs | +{a_tcp:.0} µs | ≤ +50 µs |\n",
         ));
     }
+    let ns = |v: &Vec<f64>| median(v.clone());
+    t.push_str(&format!(
+        "| CPU per request `-P 16` (SET and GET): forwarding thread / redis-server | — | — / {:.0} ns | {:.0} / {:.0} ns | — | {:.0} / {:.0} ns | — | — |\n",
+        ns(&cpu[0][1]),
+        ns(&cpu[1][0]),
+        ns(&cpu[1][1]),
+        ns(&cpu[2][0]),
+        ns(&cpu[2][1]),
+    ));
     t.push_str(
         "\n| measurement | command | direct (median) | through the endpoint (median) | result (median of pairs) | target |\n\
          | --- | --- | ---: | ---: | ---: | --- |\n",
