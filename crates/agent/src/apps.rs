@@ -8,12 +8,13 @@
 //!
 //! Both derivations are pure; [`follow`] only re-publishes them on every change of the view.
 //! Where a primary is reached from this region: the local Redis when this region is the unfenced
-//! primary, otherwise our tunnel client to the primary region, so an application's connection
-//! crosses the WAN encrypted like replication does.
+//! primary (on its Unix socket when it has one, `--redis-socket`), otherwise our tunnel client to
+//! the primary region, so an application's connection crosses the WAN encrypted like
+//! replication does.
 
 use std::net::SocketAddr;
 
-use endpoint::Route;
+use endpoint::{Route, Target};
 use sentinel::{SentinelId, View};
 use tokio::sync::watch;
 
@@ -26,8 +27,12 @@ pub(crate) fn route(config: &AgentConfig, view: &ClusterView) -> Route {
     if let Some(reason) = unavailable(config, view) {
         return Route::Unavailable { reason };
     }
+    let target = match &config.redis_socket {
+        Some(path) if view.known.primary == config.region => Target::Unix(path.clone()),
+        _ => Target::Tcp(primary_addr(config, view)),
+    };
     Route::Primary {
-        addr: primary_addr(config, view),
+        target,
         epoch: view.known.epoch,
     }
 }
@@ -157,6 +162,7 @@ mod tests {
             topology,
             region: RegionId::new(1),
             redis: "127.0.0.1:7100".parse().unwrap(),
+            redis_socket: None,
             keys: Vec::new(),
             passwords: crate::Passwords {
                 admin: crate::Secret::new("a".into()),
@@ -196,7 +202,7 @@ mod tests {
         assert_eq!(
             route(&c, &view(RegionId::new(0), 3)),
             Route::Primary {
-                addr: "127.0.0.1:7110".parse().unwrap(),
+                target: Target::Tcp("127.0.0.1:7110".parse().unwrap()),
                 epoch: 3
             }
         );
@@ -214,7 +220,7 @@ mod tests {
         assert_eq!(
             route(&c, &view(RegionId::new(1), 4)),
             Route::Primary {
-                addr: c.redis,
+                target: Target::Tcp(c.redis),
                 epoch: 4
             }
         );
@@ -240,7 +246,35 @@ mod tests {
         let as_primary = sentinel_view(&c, &view(RegionId::new(1), 4));
         assert_eq!(as_primary.primary, Addr::new("redis.shop.svc", 6379));
         // The endpoint still forwards to what the agent reaches, not to the announced names.
-        assert_eq!(route(&c, &view(RegionId::new(1), 4)).addr(), Some(c.redis));
+        assert_eq!(
+            route(&c, &view(RegionId::new(1), 4)).target(),
+            Some(&Target::Tcp(c.redis))
+        );
+    }
+
+    #[test]
+    fn with_a_socket_the_local_primary_is_reached_on_it_and_the_remote_one_through_the_tunnel() {
+        let c = AgentConfig {
+            redis_socket: Some("/run/redis/redis.sock".into()),
+            ..config()
+        };
+        assert_eq!(
+            route(&c, &view(RegionId::new(1), 4)),
+            Route::Primary {
+                target: Target::Unix("/run/redis/redis.sock".into()),
+                epoch: 4
+            }
+        );
+        // A demotion: the same region's endpoint now goes through the tunnel, over TCP.
+        assert_eq!(
+            route(&c, &view(RegionId::new(0), 5)).target(),
+            Some(&Target::Tcp("127.0.0.1:7110".parse().unwrap()))
+        );
+        // The Sentinel port still names TCP addresses: applications never get the socket.
+        assert_eq!(
+            sentinel_view(&c, &view(RegionId::new(1), 4)).primary,
+            Addr::from(c.redis)
+        );
     }
 
     #[test]

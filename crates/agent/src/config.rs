@@ -18,6 +18,9 @@ pub struct AgentConfig {
     pub region: RegionId,
     /// Our Redis.
     pub redis: SocketAddr,
+    /// Our Redis's Unix socket (its `unixsocket`), if it has one: the primary endpoint's route
+    /// to it, which skips the TCP/IP stack. The agent's own Redis connections stay on `redis`.
+    pub redis_socket: Option<std::path::PathBuf>,
     /// Tunnel keys: the first is used to dial, all are accepted (rotation).
     pub keys: Vec<Key>,
     /// Passwords of the managed ACL users.

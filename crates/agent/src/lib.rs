@@ -320,7 +320,11 @@ fn spawn_app_ports(
         let metrics =
             endpoint::EndpointMetrics::register(registry.sub_registry_with_prefix("endpoint"));
         let stop = shutdown.receiver();
-        tracing::info!(addr = ?listener.local_addr().ok(), "primary endpoint ready");
+        tracing::info!(
+            addr = ?listener.local_addr().ok(),
+            redis_socket = ?c.redis_socket,
+            "primary endpoint ready"
+        );
         tasks.spawn(async move {
             let limits = endpoint::Limits::default();
             if let Err(e) = endpoint::serve(listener, route, limits, metrics, stop).await {

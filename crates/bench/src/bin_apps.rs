@@ -3,11 +3,16 @@
 //!
 //! ```text
 //!  local   redis-benchmark ─► us-east-1's Redis                          (direct)
-//!          redis-benchmark ─► us-east-1's primary endpoint ─► its Redis   (endpoint)
+//!          redis-benchmark ─► us-east-1's primary endpoint ─► its Redis's Unix socket (endpoint)
+//!          redis-benchmark ─► an endpoint in this process ─► its Redis over TCP     (ep. TCP)
 //!  remote  redis-benchmark ══ WAN ══► us-east-1's Redis                  (direct over the WAN)
 //!          redis-benchmark ─► eu-central-1's tunnel client ══ WAN ══► us-east-1's Redis (tunnel)
 //!          redis-benchmark ─► eu-central-1's primary endpoint ─► the same tunnel ══►   (endpoint)
 //! ```
+//!
+//! The in-process endpoint runs the same code as the agent's, on a thread of its own as there,
+//! with the route the agent used before it reached its local Redis on a Unix socket: both
+//! routes side by side against the direct path in one run.
 //!
 //! The remote figures are compared with the round trip of the same emulated WAN measured in the
 //! same run, not with the nominal 2 × latency: "direct over the WAN" is a link of the same
@@ -192,6 +197,65 @@ fn redis_benchmark(
     }
 }
 
+/// CPU time the threads of process `pid` have run (`/proc/PID/task/*/schedstat`, in ns), only
+/// those named `thread` if given.
+fn cpu_ns(pid: u32, thread: Option<&str>) -> anyhow::Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        let dir = task?.path();
+        if let Some(name) = thread {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+        }
+        // A thread may have ended since the listing: it no longer counts.
+        if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// The processes whose CPU time per request the local runs record: the forwarding thread of
+/// each endpoint and us-east-1's redis-server.
+struct CpuProbe {
+    agent: u32,
+    redis: u32,
+}
+
+/// The endpoint's forwarding thread ([`endpoint::serve`] names it).
+const ENDPOINT_THREAD: &str = "georep-endpoint";
+
+impl CpuProbe {
+    fn new(region_dir: &Path) -> anyhow::Result<Self> {
+        let pid = |file: &str| -> anyhow::Result<u32> {
+            let path = region_dir.join(file);
+            let record = local::process::Record::load(&path)
+                .with_context(|| format!("no pid record in {}", path.display()))?;
+            Ok(u32::try_from(record.pid)?)
+        };
+        Ok(Self {
+            agent: pid("agent.pid.json")?,
+            redis: pid("redis.pid.json")?,
+        })
+    }
+
+    /// `[agent's forwarder, this process's forwarder, redis-server]`, in ns.
+    fn now(&self) -> anyhow::Result<[u64; 3]> {
+        Ok([
+            cpu_ns(self.agent, Some(ENDPOINT_THREAD))?,
+            cpu_ns(std::process::id(), Some(ENDPOINT_THREAD))?,
+            cpu_ns(self.redis, None)?,
+        ])
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -210,7 +274,7 @@ fn side_by_side(
             let (name, port) = paths[i];
             let (set, get) = run(port)?;
             eprintln!(
-                "  {name:<9} SET {:>9.0}/s p50 {:.3} ms   GET {:>9.0}/s p50 {:.3} ms",
+                "  {name:<10} SET {:>9.0}/s p50 {:.3} ms   GET {:>9.0}/s p50 {:.3} ms",
                 set.rps, set.p50_ms, get.rps, get.p50_ms
             );
             out[i][0].push(set);
@@ -235,6 +299,35 @@ async fn emulated_link(
         port,
         Link::spawn(name.into(), listener, upstream, params, stop.clone()),
     ))
+}
+
+/// An endpoint in this process, forwarding to `redis` over TCP at a fixed epoch: its port, the
+/// route's sender (dropping it would close the connections) and its stop switch.
+async fn tcp_endpoint(
+    redis: SocketAddr,
+) -> anyhow::Result<(u16, watch::Sender<endpoint::Route>, watch::Sender<bool>)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let port = listener.local_addr()?.port();
+    let (route, routes) = watch::channel(endpoint::Route::Primary {
+        target: endpoint::Target::Tcp(redis),
+        epoch: 1,
+    });
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let metrics = endpoint::EndpointMetrics::default();
+        if let Err(e) = endpoint::serve(
+            listener,
+            routes,
+            endpoint::Limits::default(),
+            metrics,
+            stopped,
+        )
+        .await
+        {
+            eprintln!("the in-process endpoint failed: {e}");
+        }
+    });
+    Ok((port, route, stop))
 }
 
 /// Median round trip of one byte through an emulated link to an echo server: the emulator's
@@ -379,12 +472,57 @@ async fn measure(
     std::fs::write(&acl, text).with_context(|| format!("cannot write {}", acl.display()))?;
     admin.cmd(&["ACL", "LOAD"]).await?;
 
-    let local = [("direct", us.redis), ("endpoint", us.primary_endpoint)];
+    // The agent's endpoint must be on the socket route, the bench's on TCP: Redis flags a
+    // client on its Unix socket with `U`.
+    let (tcp_endpoint, _tcp_route, stop_tcp_endpoint) = tcp_endpoint(addr(us.redis)).await?;
+    for (what, port, unix) in [
+        ("us-east-1's endpoint", us.primary_endpoint, true),
+        ("the in-process endpoint", tcp_endpoint, false),
+    ] {
+        let mut c = Conn::connect(addr(port), Some(&app), Duration::from_secs(2)).await?;
+        let info = c.cmd(&["CLIENT", "INFO"]).await?.text().unwrap_or_default();
+        let flags = info
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("flags="))
+            .unwrap_or_default();
+        if flags.contains('U') != unix {
+            bail!(
+                "{what} reaches Redis {} its Unix socket: {info}",
+                if unix { "without" } else { "on" }
+            );
+        }
+    }
+    let local = [
+        ("direct", us.redis),
+        ("endpoint", us.primary_endpoint),
+        ("ep. TCP", tcp_endpoint),
+    ];
     eprintln!("throughput, -P 16, 50 clients, {} requests:", args.requests);
+    // CPU time per request of each path's forwarder and of Redis, per run: what the shared
+    // machine's load does not change, unlike the rates.
+    let probe = CpuProbe::new(&data_dir.join(REGIONS[0]))?;
+    let mut cpu: Vec<[Vec<f64>; 2]> = vec![Default::default(); local.len()];
     // redis-benchmark runs block this thread; the runtime's other threads carry the links.
     let tput = tokio::task::block_in_place(|| {
         side_by_side(args.reps, &local, |p| {
-            redis_benchmark(benchmark, p, args.requests, 50, 16)
+            let before = probe.now()?;
+            let samples = redis_benchmark(benchmark, p, args.requests, 50, 16)?;
+            let after = probe.now()?;
+            let path = local.iter().position(|(_, port)| *port == p).unwrap_or(0);
+            let per_request =
+                |i: usize| after[i].saturating_sub(before[i]) as f64 / (2 * args.requests) as f64;
+            let forwarder = match path {
+                1 => per_request(0),
+                2 => per_request(1),
+                _ => 0.0,
+            };
+            eprintln!(
+                "             CPU per request: forwarder {forwarder:.0} ns, redis-server {:.0} ns",
+                per_request(2)
+            );
+            cpu[path][0].push(forwarder);
+            cpu[path][1].push(per_request(2));
+            Ok(samples)
         })
     })?;
     eprintln!(
@@ -418,6 +556,7 @@ async fn measure(
         })
     });
     let _ = stop_links.send(true);
+    let _ = stop_tcp_endpoint.send(true);
     let wan = wan?;
 
     let med = |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
@@ -431,26 +570,51 @@ async fn measure(
     let p50 = |s: &Sample| s.p50_ms;
     let rtt = 2.0 * args.latency_ms as f64;
     let mut t = String::from(
-        "| measurement | command | direct (median) | through the endpoint (median) | result (median of pairs) | target |\n\
-         | --- | --- | ---: | ---: | ---: | --- |\n",
+        "| measurement | command | direct (median) | endpoint, Unix socket (median) | result (median of pairs) | endpoint, TCP (median) | result (median of pairs) | target |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for (c, name) in ["SET", "GET"].iter().enumerate() {
-        let (d, e) = (med(&tput[0][c], rps), med(&tput[1][c], rps));
-        let ratio = paired(&tput[0][c], &tput[1][c], |d, e| e.rps / d.rps);
+        let [d, unix, tcp] = [0, 1, 2].map(|p| med(&tput[p][c], rps));
+        let [r_unix, r_tcp] =
+            [1, 2].map(|p| paired(&tput[0][c], &tput[p][c], |d, e| e.rps / d.rps));
+        let spread = |p: usize| {
+            let r: Vec<f64> = tput[0][c]
+                .iter()
+                .zip(&tput[p][c])
+                .map(|(d, e)| e.rps / d.rps)
+                .collect();
+            let (lo, hi) = r
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            format!("{lo:.2}–{hi:.2}")
+        };
         t.push_str(&format!(
-            "| local primary, throughput `-P 16` | {name} | {d:.0}/s | {e:.0}/s | {ratio:.2}× | ≥ 0.8× |\n",
+            "| local primary, throughput `-P 16` | {name} | {d:.0}/s | {unix:.0}/s | {r_unix:.2}× (pairs {}) | {tcp:.0}/s | {r_tcp:.2}× (pairs {}) | ≥ 0.8× |\n",
+            spread(1),
+            spread(2),
         ));
     }
     for (c, name) in ["SET", "GET"].iter().enumerate() {
-        let (d, e) = (med(&lat[0][c], p50), med(&lat[1][c], p50));
-        let added = paired(&lat[0][c], &lat[1][c], |d, e| e.p50_ms - d.p50_ms);
+        let [d, unix, tcp] = [0, 1, 2].map(|p| med(&lat[p][c], p50) * 1000.0);
+        let [a_unix, a_tcp] =
+            [1, 2].map(|p| paired(&lat[0][c], &lat[p][c], |d, e| e.p50_ms - d.p50_ms) * 1000.0);
         t.push_str(&format!(
-            "| local primary, p50 latency `-c 1 -P 1` | {name} | {:.0} µs | {:.0} µs | +{:.0} µs | ≤ +50 µs |\n",
-            d * 1000.0,
-            e * 1000.0,
-            added * 1000.0
+            "| local primary, p50 latency `-c 1 -P 1` | {name} | {d:.0} µs | {unix:.0} µs | +{a_unix:.0} µs | {tcp:.0} µs | +{a_tcp:.0} µs | ≤ +50 µs |\n",
         ));
     }
+    let ns = |v: &Vec<f64>| median(v.clone());
+    t.push_str(&format!(
+        "| CPU per request `-P 16` (SET and GET): forwarding thread / redis-server | — | — / {:.0} ns | {:.0} / {:.0} ns | — | {:.0} / {:.0} ns | — | — |\n",
+        ns(&cpu[0][1]),
+        ns(&cpu[1][0]),
+        ns(&cpu[1][1]),
+        ns(&cpu[2][0]),
+        ns(&cpu[2][1]),
+    ));
+    t.push_str(
+        "\n| measurement | command | direct (median) | through the endpoint (median) | result (median of pairs) | target |\n\
+         | --- | --- | ---: | ---: | ---: | --- |\n",
+    );
     t.push_str(&format!(
         "| emulated WAN alone ({rtt:.0} ms nominal RTT), one-byte echo p50 | — | {rtt:.0} ms | {:.2} ms | +{:.2} ms | — |\n",
         echo.as_secs_f64() * 1000.0,

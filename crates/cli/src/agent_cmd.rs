@@ -23,6 +23,11 @@ pub(crate) struct AgentArgs {
     /// This region's Redis.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6379")]
     redis: SocketAddr,
+    /// This region's Redis's Unix socket (its `unixsocket`): the primary endpoint forwards to
+    /// the local primary on it instead of --redis, without the TCP/IP stack. The agent's own
+    /// connections to Redis stay on --redis. Off unless given.
+    #[arg(long, value_name = "PATH")]
+    redis_socket: Option<PathBuf>,
     /// Tunnel key file; repeat during a key rotation (the first is used to dial).
     #[arg(
         long = "key",
@@ -165,6 +170,7 @@ impl AgentArgs {
         Ok(agent::AgentConfig {
             region,
             redis: self.redis,
+            redis_socket: self.redis_socket,
             keys,
             passwords,
             tunnel_listen: self.tunnel_listen,

@@ -8,22 +8,49 @@
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::metrics::{Direction, EndpointMetrics};
 
 /// Big enough for `redis-benchmark -P 16` batches in one read.
 const BATCH: usize = 32 * 1024;
 
+/// A connection to a primary, over either kind of [`crate::Target`].
+#[derive(Debug)]
+pub(crate) enum Upstream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
 /// Forwards until both directions reached end of stream, or either failed. The sockets stay the
 /// caller's, so it decides when they close (after counting why).
 pub(crate) async fn relay(
     client: &mut TcpStream,
-    primary: &mut TcpStream,
+    primary: &mut Upstream,
     metrics: &EndpointMetrics,
 ) -> io::Result<()> {
+    // Each stream's own borrowed halves: no lock between the two directions, unlike
+    // `tokio::io::split`.
     let (client_read, client_write) = client.split();
-    let (primary_read, primary_write) = primary.split();
+    match primary {
+        Upstream::Tcp(s) => {
+            let (r, w) = s.split();
+            both_ways(client_read, client_write, r, w, metrics).await
+        }
+        Upstream::Unix(s) => {
+            let (r, w) = s.split();
+            both_ways(client_read, client_write, r, w, metrics).await
+        }
+    }
+}
+
+async fn both_ways(
+    client_read: impl AsyncRead + Unpin,
+    client_write: impl AsyncWrite + Unpin,
+    primary_read: impl AsyncRead + Unpin,
+    primary_write: impl AsyncWrite + Unpin,
+    metrics: &EndpointMetrics,
+) -> io::Result<()> {
     let up = pump(client_read, primary_write, Direction::ToPrimary, metrics);
     let down = pump(primary_read, client_write, Direction::ToClient, metrics);
     tokio::try_join!(up, down).map(drop)

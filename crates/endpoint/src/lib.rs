@@ -3,12 +3,13 @@
 //! ```text
 //!   client ──► endpoint ── hold while no route ──► refuse: -LOADING georep: no primary known (…)
 //!                 │
-//!                 └── Route::Primary { addr, epoch } ──► byte-for-byte to addr (local Redis, or
-//!                     the tunnel to the primary region); closed when the route changes
+//!                 └── Route::Primary { target, epoch } ──► byte-for-byte to target: the local
+//!                     Redis (its Unix socket, or TCP), or the tunnel to the primary region;
+//!                     closed when the route changes
 //! ```
 //!
 //! The data path never parses RESP: MULTI/EXEC, pub/sub, blocking commands, `HELLO 3` and
-//! scripts pass untouched, and each direction's end of stream travels as a TCP half-close. The
+//! scripts pass untouched, and each direction's end of stream travels as a half-close. The
 //! agent decides the [`Route`]; this crate only carries it out.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,5 +20,5 @@ mod route;
 mod server;
 
 pub use metrics::EndpointMetrics;
-pub use route::Route;
+pub use route::{Route, Target};
 pub use server::{serve, Limits, REFUSAL_CODE};

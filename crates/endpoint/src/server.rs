@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::forward::relay;
+use crate::forward::{relay, Upstream};
 use crate::metrics::{EndpointMetrics, Refusal};
-use crate::route::Route;
+use crate::route::{Route, Target};
 
 /// The error code of a refusal.
 ///
@@ -155,7 +155,6 @@ async fn connection(
             return;
         }
     };
-    let _ = primary.set_nodelay(true);
     metrics.forward();
     tokio::select! {
         result = relay(&mut client, &mut primary, metrics) => {
@@ -184,7 +183,7 @@ async fn connect(
     route: &mut watch::Receiver<Route>,
     deadline: Instant,
     connect_timeout: Duration,
-) -> Result<(TcpStream, Route), Refused> {
+) -> Result<(Upstream, Route), Refused> {
     loop {
         let current = route.borrow_and_update().clone();
         let failure = match &current {
@@ -192,17 +191,17 @@ async fn connect(
                 kind: Refusal::NoPrimary,
                 message: format!("no primary known ({reason})"),
             },
-            Route::Primary { addr, epoch } => {
-                match tokio::time::timeout(connect_timeout, TcpStream::connect(*addr)).await {
+            Route::Primary { target, epoch } => {
+                match tokio::time::timeout(connect_timeout, dial(target)).await {
                     Ok(Ok(stream)) => return Ok((stream, current)),
                     Ok(Err(e)) => Refused {
                         kind: Refusal::Unreachable,
-                        message: format!("primary {addr} (epoch {epoch}) unreachable: {e}"),
+                        message: format!("primary {target} (epoch {epoch}) unreachable: {e}"),
                     },
                     Err(_) => Refused {
                         kind: Refusal::Unreachable,
                         message: format!(
-                            "primary {addr} (epoch {epoch}) did not accept within {connect_timeout:?}"
+                            "primary {target} (epoch {epoch}) did not accept within {connect_timeout:?}"
                         ),
                     },
                 }
@@ -224,6 +223,19 @@ async fn connect(
                 }
             }
         }
+    }
+}
+
+/// One connection attempt. A Unix socket that is missing (`ENOENT`) or not listened on
+/// (`ECONNREFUSED`) fails at once, like a closed TCP port.
+async fn dial(target: &Target) -> io::Result<Upstream> {
+    match target {
+        Target::Tcp(addr) => {
+            let stream = TcpStream::connect(*addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Upstream::Tcp(stream))
+        }
+        Target::Unix(path) => UnixStream::connect(path).await.map(Upstream::Unix),
     }
 }
 

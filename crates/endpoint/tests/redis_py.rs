@@ -1,17 +1,82 @@
 //! A plain redis-py client through the endpoint to real redis-servers: MULTI/EXEC, pub/sub,
-//! BLPOP, HELLO 3 and EVAL pass untouched; a route change closes the old connection and the
-//! client lands on the new primary; with no route, a new client is held then refused with an
-//! error redis-py treats as a transient connection error (and retries).
+//! BLPOP, HELLO 3 and EVAL pass untouched to a primary on its Unix socket (the local Redis); a
+//! route change closes the old connection and the client lands on the new primary (over TCP, as
+//! through a tunnel); with no route, a new client is held then refused with an error redis-py
+//! treats as a transient connection error (and retries).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use endpoint::metrics::Refusal;
-use endpoint::{EndpointMetrics, Limits, Route};
+use endpoint::{EndpointMetrics, Limits, Route, Target};
 use prometheus_client::registry::Registry;
 use testkit::python::Script;
 use testkit::redis::Redis;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// A redis-server listening on a free port and on a Unix socket (`unixsocketperm 700`, as
+/// `georep up` configures it), data in a temporary directory; killed on drop.
+struct SocketRedis {
+    addr: SocketAddr,
+    socket: PathBuf,
+    _proc: testkit::Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl SocketRedis {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = testkit::free_addr();
+        let socket = dir.path().join("redis.sock");
+        let proc = testkit::Proc::spawn(
+            "redis-server",
+            &[
+                "--port",
+                &addr.port().to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--unixsocket",
+                socket.to_str().unwrap(),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        );
+        let path = socket.clone();
+        testkit::eventually("redis-server on its Unix socket", || {
+            let path = path.clone();
+            async move {
+                let mut s = tokio::net::UnixStream::connect(&path).await.ok()?;
+                s.write_all(b"PING\r\n").await.ok()?;
+                let mut reply = [0u8; 7];
+                s.read_exact(&mut reply).await.ok()?;
+                (&reply == b"+PONG\r\n").then_some(())
+            }
+        })
+        .await;
+        Self {
+            addr,
+            socket,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Option<String> {
+        let mut c = resp::Conn::connect(self.addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        c.cmd(&["GET", key]).await.unwrap().text()
+    }
+}
 
 const SCRIPT: &str = r#"
 import json, sys, threading, time
@@ -53,7 +118,10 @@ time.sleep(0.2)
 publisher.rpush("queue", "job")
 t.join()
 
-say("ok", proto=proto, multi=[bool(x) if i == 0 else x for i, x in enumerate(multi)],
+# Redis flags a client on its Unix socket with U.
+unix = "U" in r.client_info()["flags"]
+
+say("ok", proto=proto, unix=unix, multi=[bool(x) if i == 0 else x for i, x in enumerate(multi)],
     script=script, message=message["data"].decode(), popped=[x.decode() for x in popped["v"]],
     server_port=r.info("server")["tcp_port"])
 
@@ -68,7 +136,8 @@ while True:
         errors.append(str(e))
         assert time.time() < deadline, errors
         time.sleep(0.05)
-say("followed", server_port=r.info("server")["tcp_port"], errors=len(errors))
+say("followed", server_port=r.info("server")["tcp_port"], errors=len(errors),
+    unix="U" in r.client_info()["flags"])
 
 wait("fenced")
 started = time.time()
@@ -82,12 +151,12 @@ except redis.exceptions.BusyLoadingError as e:
 
 #[tokio::test]
 async fn redis_py_through_the_endpoint() {
-    let first = Redis::start().await;
+    let first = SocketRedis::start().await;
     let second = Redis::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (route, route_rx) = watch::channel(Route::Primary {
-        addr: first.addr,
+        target: Target::Unix(first.socket.clone()),
         epoch: 1,
     });
     let (stop, stop_rx) = watch::channel(false);
@@ -112,14 +181,16 @@ async fn redis_py_through_the_endpoint() {
     assert_eq!(ok["message"], "hello");
     assert_eq!(ok["popped"], serde_json::json!(["queue", "job"]));
     assert_eq!(ok["server_port"], first.addr.port());
+    assert_eq!(ok["unix"], true, "reached the primary on its Unix socket");
 
     route.send_replace(Route::Primary {
-        addr: second.addr,
+        target: Target::Tcp(second.addr),
         epoch: 2,
     });
     py.send("switched").await;
     let followed = py.step("followed").await;
     assert_eq!(followed["server_port"], second.addr.port());
+    assert_eq!(followed["unix"], false, "the new primary over TCP");
     assert_eq!(second.get("after").await.as_deref(), Some("switch"));
     assert_eq!(first.get("after").await, None);
     assert!(metrics.route_closes() >= 1);

@@ -76,6 +76,10 @@ pub mod pod {
     pub const REDIS_CONF: &str = region_spec::pod::REDIS_CONF;
     /// Directory of the in-memory volume holding the ACL file.
     pub const ACL_DIR: &str = "/run/georep/acl";
+    /// Directory of Redis's Unix socket (volume `redis-socket`, Redis and agent only).
+    pub const REDIS_SOCKET_DIR: &str = region_spec::pod::REDIS_SOCKET_DIR;
+    /// Redis's Unix socket, the agent's primary endpoint's route to the local Redis.
+    pub const REDIS_SOCKET: &str = region_spec::pod::REDIS_SOCKET;
     /// The ACL file, written by the `acl-file` init container, read by Redis.
     pub const ACL_FILE: &str = region_spec::pod::ACL_FILE;
     /// Redis's data directory (the persistent volume), mounted in the agent too for its own

@@ -30,6 +30,9 @@ pub(crate) const SECRET_MODE: i32 = 0o440;
 /// Non-secret configuration files: 0444.
 const CONFIG_MODE: i32 = 0o444;
 
+/// The `emptyDir` holding Redis's Unix socket ([`pod::REDIS_SOCKET_DIR`]).
+pub(crate) const REDIS_SOCKET_VOLUME: &str = "redis-socket";
+
 /// How long the agent keeps running after the pod is told to stop, so that a primary's Redis,
 /// which waits up to `shutdown-timeout` for its replicas to catch up, still has the tunnel they
 /// replicate through.
@@ -344,6 +347,8 @@ fn redis(topology: &Topology) -> Result<Container, RenderError> {
             mount("data", pod::DATA, false),
             mount("redis-config", pod::REDIS_CONF_DIR, true),
             mount("acl", pod::ACL_DIR, true),
+            // Redis creates its Unix socket here (unixsocketperm 770).
+            mount(REDIS_SOCKET_VOLUME, pod::REDIS_SOCKET_DIR, false),
         ]),
         // Redis listens before it has loaded its data: a TCP check passes as soon as it runs.
         startup_probe: Some(probe_tcp(2, 60)),
@@ -380,6 +385,8 @@ fn agent(
         topology: pod::TOPOLOGY.to_owned(),
         region: topology.regions[region].name.clone(),
         keys,
+        // The primary endpoint reaches the local Redis on its Unix socket, not over TCP.
+        redis_socket: Some(pod::REDIS_SOCKET.to_owned()),
         primary_endpoint: Some(format!("0.0.0.0:{}", pod::PRIMARY_ENDPOINT_PORT)),
         sentinel: Some(format!("0.0.0.0:{}", pod::SENTINEL_PORT)),
         // What the Sentinel port hands out must be dialable from an application's pod: the
@@ -430,6 +437,9 @@ fn agent(
         // Rewritten on every change of primary, so a restarted Redis container starts in
         // its current role.
         mount("redis-config", pod::REDIS_CONF_DIR, false),
+        // Connecting to a socket needs write permission on it, not on its file system: the
+        // agent only connects, so the volume is read-only here.
+        mount(REDIS_SOCKET_VOLUME, pod::REDIS_SOCKET_DIR, true),
     ];
     if topology.relay.is_some() {
         ports.push(port("relay-tunnel", pod::RELAY_TUNNEL_PORT));
@@ -635,6 +645,17 @@ fn volumes(options: &Options) -> Vec<Volume> {
         // The ACL file: hashes only, but kept in memory, never on a node's disk.
         Volume {
             name: "acl".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity("1Mi".to_owned())),
+            }),
+            ..Volume::default()
+        },
+        // Redis's Unix socket, mounted in the Redis and agent containers only: the socket
+        // (Redis's user, the fsGroup, 0770) is the agent's, no other container's, and no
+        // other pod can reach a socket in it.
+        Volume {
+            name: REDIS_SOCKET_VOLUME.to_owned(),
             empty_dir: Some(EmptyDirVolumeSource {
                 medium: Some("Memory".to_owned()),
                 size_limit: Some(Quantity("1Mi".to_owned())),

@@ -531,6 +531,73 @@ fn redis_conf_is_written_in_the_pod_and_kept_by_the_agent() {
     }
 }
 
+/// The primary endpoint reaches the local Redis on its Unix socket: Redis listens on it for its
+/// user and group (the agent's fsGroup) only, in an in-memory volume no container but Redis and
+/// the agent mounts, and no other pod can reach.
+#[test]
+fn the_redis_socket_is_shared_by_redis_and_the_agent_only() {
+    let (top, text) = example("three-regions.toml");
+    let tree = render(&top, &text, &Options::default());
+    for r in &top.regions {
+        let conf = k8s::redis_conf(&top, r.index, top.primary);
+        assert!(
+            conf.contains("unixsocket /run/redis/redis.sock\nunixsocketperm 770\n"),
+            "{conf}"
+        );
+        let objects = check::parse(tree.get(&format!("{}/statefulset.yaml", r.name)).unwrap());
+        let Object::StatefulSet(set) = &objects.unwrap()[0] else {
+            panic!("not a StatefulSet")
+        };
+        let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let mounting: Vec<(String, bool)> = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .flat_map(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.name == "redis-socket")
+                    .map(|m| {
+                        assert_eq!(m.mount_path, k8s::pod::REDIS_SOCKET_DIR);
+                        (c.name.clone(), m.read_only == Some(true))
+                    })
+            })
+            .collect();
+        assert_eq!(
+            mounting,
+            [("redis".into(), false), ("georep-agent".into(), true)],
+            "Redis creates the socket, the agent only connects"
+        );
+        let vol = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "redis-socket")
+            .unwrap();
+        assert_eq!(
+            vol.empty_dir.as_ref().and_then(|e| e.medium.as_deref()),
+            Some("Memory")
+        );
+        let agent = pod
+            .containers
+            .iter()
+            .find(|c| c.name == "georep-agent")
+            .unwrap();
+        let args = agent.args.as_ref().unwrap().join(" ");
+        assert!(
+            args.contains("--redis-socket /run/redis/redis.sock"),
+            "{args}"
+        );
+        let security = pod.security_context.as_ref().unwrap();
+        assert_eq!(
+            security.fs_group,
+            Some(k8s::pod::REDIS_UID),
+            "the socket's group"
+        );
+    }
+}
+
 #[test]
 fn the_pods_topology_drops_key_file_and_parses() {
     let dir = tempfile::tempdir().unwrap();

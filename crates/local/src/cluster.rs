@@ -359,9 +359,18 @@ fn redis_spec(
     let append_only = i == believed && !(marker.exists() && dir.join("dump.rdb").exists());
     let _ = std::fs::remove_file(&marker);
     let conf = dir.join("redis.conf");
+    let socket = layout.redis_socket(name);
+    if socket.is_none() {
+        tracing::warn!(
+            region = %name,
+            dir = %dir.display(),
+            "the data directory's path is too long for a Unix socket; the primary endpoint \
+             reaches this Redis over TCP (use a shorter data directory)"
+        );
+    }
     agent::secrets::write_private(
         &conf,
-        layout::redis_conf(topology, i, believed, &dir, append_only).as_bytes(),
+        layout::redis_conf(topology, i, believed, &dir, socket.as_deref(), append_only).as_bytes(),
     )
     .map_err(io("writing redis.conf"))?;
     Ok(Spec {
@@ -402,6 +411,7 @@ fn agent_flags(topology: &Topology, layout: &Layout, i: RegionId) -> AgentFlags 
         topology: source.display().to_string(),
         region: name.clone(),
         redis: Some(format!("127.0.0.1:{}", ports.redis)),
+        redis_socket: layout.redis_socket(name).map(|p| p.display().to_string()),
         keys: vec![layout.tunnel_key().display().to_string()],
         credentials: Some(layout.secrets().display().to_string()),
         tunnel_listen: Some(format!("[127.0.0.1]:{}", ports.tunnel)),

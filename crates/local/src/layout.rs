@@ -14,14 +14,18 @@
 //!     georep-state.json         the agent's state (`--state-dir`): highest epoch and primary
 //!     redis.pid.json agent.pid.json  pid and command line of the running processes
 //!     redis.log  agent.log
+//!     redis.sock                Redis's Unix socket (mode 0700), the primary endpoint's route
 //! ```
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use agent::Passwords;
-use region_spec::redis_conf::StartAs;
+use region_spec::redis_conf::{SocketAccess, StartAs};
 use topology::{RegionId, Topology};
+
+/// The size of `sun_path` in Linux's `sockaddr_un`, the NUL included.
+const SUN_PATH_LEN: usize = 108;
 
 /// Paths inside the data directory.
 #[derive(Debug, Clone)]
@@ -61,6 +65,14 @@ impl Layout {
         self.root.join(name)
     }
 
+    /// One region's Redis Unix socket, the primary endpoint's route to it; `None` when its path
+    /// is too long for a socket address (108 bytes with the NUL; Redis would truncate it), and
+    /// the endpoint then reaches Redis over TCP.
+    pub fn redis_socket(&self, name: &str) -> Option<PathBuf> {
+        let path = self.region(name).join("redis.sock");
+        (path.as_os_str().len() < SUN_PATH_LEN).then_some(path)
+    }
+
     /// The lock file of the running `georep up`, holding its pid.
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("up.pid")
@@ -89,12 +101,14 @@ impl Layout {
 ///
 /// `primary` is the region this region's agent last knew as primary. Every other region starts as
 /// its replica; the primary itself starts fenced (`min-replicas-to-write 1`) until its agent has
-/// confirmed the epoch, so a returning old primary accepts no write at a stale epoch.
+/// confirmed the epoch, so a returning old primary accepts no write at a stale epoch. With a
+/// `socket`, Redis also listens there, for its own user only (the agent runs as the same user).
 pub fn redis_conf(
     topology: &Topology,
     region: RegionId,
     primary: RegionId,
     dir: &Path,
+    socket: Option<&Path>,
     append_only: bool,
 ) -> String {
     let ports = topology.local.ports(region.index());
@@ -124,5 +138,24 @@ pub fn redis_conf(
             },
         }
     };
-    header + &region_spec::redis_conf::settings(topology, start)
+    let socket = socket.map_or_else(String::new, |path| {
+        region_spec::redis_conf::unix_socket(&path.display().to_string(), SocketAccess::User)
+    });
+    header + &socket + &region_spec::redis_conf::settings(topology, start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_socket_is_left_out_when_its_path_would_not_fit() {
+        let short = Layout::new(Path::new("/tmp/georep-data")).unwrap();
+        assert_eq!(
+            short.redis_socket("us-east-1"),
+            Some(PathBuf::from("/tmp/georep-data/us-east-1/redis.sock"))
+        );
+        let long = Layout::new(&Path::new("/tmp").join("d".repeat(90))).unwrap();
+        assert_eq!(long.redis_socket("us-east-1"), None);
+    }
 }

@@ -90,6 +90,32 @@ async fn info(cluster: &Cluster, i: usize, section: &str) -> resp::Info {
     cluster.admin(i).await.info(&[section]).await.unwrap()
 }
 
+/// Region `i`'s primary endpoint accepts a write as the `app` user, and reaches the primary on
+/// Redis's Unix socket (the `redis-socket` volume, Redis's `U` client flag) when `i` is the
+/// primary region, over TCP through the tunnel otherwise.
+async fn endpoint_writes(cluster: &Cluster, i: usize, primary: usize) {
+    let addr = cluster.pods[i].addr(k8s::pod::PRIMARY_ENDPOINT_PORT);
+    let mut c = Conn::connect(addr, Some(&cluster.app_login()), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("{}'s endpoint: {e}", cluster.names[i]));
+    let key = format!("through-endpoint-{i}");
+    assert_eq!(
+        c.cmd(&["SET", key.as_str(), "1"]).await.unwrap(),
+        Value::Simple("OK".into())
+    );
+    let info = c.cmd(&["CLIENT", "INFO"]).await.unwrap().text().unwrap();
+    let flags = info
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("flags="))
+        .unwrap();
+    assert_eq!(
+        flags.contains('U'),
+        i == primary,
+        "{}'s endpoint: {info}",
+        cluster.names[i]
+    );
+}
+
 /// A write as the `app` user on `primary` reaches every other region through the tunnels.
 async fn writes_replicate(cluster: &Cluster, primary: usize, key: &str) {
     let app = cluster.app_login();
@@ -312,6 +338,7 @@ async fn three_regions_run_and_replicate_everywhere() {
     writes_replicate(&cluster, primary, "hello-three").await;
     for i in 0..cluster.pods.len() {
         agent_is_unprivileged(&cluster, i);
+        endpoint_writes(&cluster, i, primary).await;
     }
     // The primary serves both replicas, each through its own tunnel.
     let replication = info(&cluster, primary, "replication").await;

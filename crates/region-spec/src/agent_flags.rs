@@ -11,6 +11,8 @@ pub struct AgentFlags {
     pub region: String,
     /// `--redis ADDR`.
     pub redis: Option<String>,
+    /// `--redis-socket PATH`: the local Redis's Unix socket, the primary endpoint's route to it.
+    pub redis_socket: Option<String>,
     /// `--key FILE`, repeated; the first dials.
     pub keys: Vec<String>,
     /// `--credentials DIR`.
@@ -61,6 +63,9 @@ impl AgentFlags {
         flag("region", self.region.clone());
         if let Some(v) = &self.redis {
             flag("redis", v.clone());
+        }
+        if let Some(v) = &self.redis_socket {
+            flag("redis-socket", v.clone());
         }
         for k in &self.keys {
             flag("key", k.clone());
@@ -142,6 +147,7 @@ mod tests {
             ]
         );
         let local = AgentFlags {
+            redis_socket: Some("/d/us/redis.sock".into()),
             keys: vec!["a".into(), "b".into()],
             peer_port_base: Some(16000),
             peer_endpoints: vec![("us".into(), "[127.0.0.1]:1".into())],
@@ -150,6 +156,8 @@ mod tests {
         assert_eq!(
             local.args()[5..],
             [
+                "--redis-socket",
+                "/d/us/redis.sock",
                 "--key",
                 "a",
                 "--key",

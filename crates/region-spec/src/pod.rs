@@ -23,6 +23,12 @@ pub const CREDENTIALS: &str = "/etc/georep/credentials";
 pub const REDIS_CONF_DIR: &str = "/usr/local/etc/redis";
 /// redis.conf in the Redis container.
 pub const REDIS_CONF: &str = "/usr/local/etc/redis/redis.conf";
+/// Directory of Redis's Unix socket: an in-memory volume mounted in the Redis and agent
+/// containers only.
+pub const REDIS_SOCKET_DIR: &str = "/run/redis";
+/// Redis's Unix socket (mode 0770, Redis's user and the pod's fsGroup), the agent's primary
+/// endpoint's route to the local Redis (`--redis-socket`).
+pub const REDIS_SOCKET: &str = "/run/redis/redis.sock";
 /// The ACL file, written by the `acl-file` init container, read by Redis.
 pub const ACL_FILE: &str = "/run/georep/acl/users.acl";
 /// Redis's data directory (the persistent volume), mounted in the agent too for its own state.
@@ -51,13 +57,14 @@ pub const RELAY_DIR: &str = "/var/lib/georep/relay";
 /// Redis container starts in its current role, never the role at render time. Users come from
 /// the ACL file; no password is in this file. Redis listens on every address because
 /// in-cluster clients come through the `redis` Service; the default user is off, so an
-/// unauthenticated client gets `NOAUTH`.
+/// unauthenticated client gets `NOAUTH`. It also listens on [`REDIS_SOCKET`], for the agent's
+/// primary endpoint only.
 pub fn redis_conf(
     topology: &topology::Topology,
     region: topology::RegionId,
     primary: topology::RegionId,
 ) -> String {
-    use crate::redis_conf::{settings, StartAs};
+    use crate::redis_conf::{settings, unix_socket, SocketAccess, StartAs};
     let name = &topology.regions[region].name;
     let is_primary = region == primary;
     let header = format!(
@@ -85,7 +92,7 @@ pub fn redis_conf(
             },
         }
     };
-    header + &settings(topology, start)
+    header + &unix_socket(REDIS_SOCKET, SocketAccess::Group) + &settings(topology, start)
 }
 /// The agent's primary endpoint: forwards each application connection to the current primary
 /// (ClusterIP Service `georep-primary`).

@@ -13,6 +13,35 @@ use crate::credentials::REPLICATION_USER;
 /// Redis's `shutdown-timeout`: how long a stopping primary waits for its replicas to catch up.
 pub const SHUTDOWN_TIMEOUT_SECS: i64 = 10;
 
+/// Who may connect to Redis's Unix socket (`unixsocketperm`). Only the agent's primary
+/// endpoint uses it; applications, other regions and probes use TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketAccess {
+    /// Redis's own user (`700`): `georep up`, where the agent runs as that same user.
+    User,
+    /// Redis's user and group (`770`): a pod, where the agent runs as another user whose
+    /// supplementary group is the pod's fsGroup, Redis's group. The socket's directory is an
+    /// `emptyDir` mounted in the Redis and agent containers only: no other container of the pod
+    /// sees it, and no other pod can reach a Unix socket in it.
+    Group,
+}
+
+/// The `unixsocket` and `unixsocketperm` lines of redis.conf (Redis 7 and Valkey 8 alike). The
+/// primary endpoint forwards to the local Redis over it: the hop skips the TCP/IP stack, which
+/// cost most of the endpoint's CPU on loopback TCP. Redis removes a stale socket file before it
+/// binds, and the socket stays where it is whatever the role.
+pub fn unix_socket(path: &str, access: SocketAccess) -> String {
+    let perm = match access {
+        SocketAccess::User => "700",
+        SocketAccess::Group => "770",
+    };
+    format!(
+        "unixsocket {path}
+unixsocketperm {perm}
+"
+    )
+}
+
 /// How a region's Redis starts, before its agent has looked at the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAs {
@@ -218,6 +247,18 @@ mod tests {
             assert!(!file.contains("secret-password"));
             assert!(run.iter().any(|(n, _)| *n == "masterauth"));
         }
+    }
+
+    #[test]
+    fn the_unix_socket_is_private_to_the_user_or_the_pod_group() {
+        assert_eq!(
+            unix_socket("/d/redis.sock", SocketAccess::User),
+            "unixsocket /d/redis.sock\nunixsocketperm 700\n"
+        );
+        assert_eq!(
+            unix_socket("/run/redis/redis.sock", SocketAccess::Group),
+            "unixsocket /run/redis/redis.sock\nunixsocketperm 770\n"
+        );
     }
 
     #[test]
