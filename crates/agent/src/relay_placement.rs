@@ -141,6 +141,14 @@ pub(crate) async fn bind(
         retention: placement.retention,
         segment_size: SEGMENT_SIZE,
         compression: placement.compression,
+        // Fresh RDBs come from our own Redis (the upstream when we are the primary region, the
+        // relay's replica otherwise): no WAN traffic, one fork of it per refresh. The same text
+        // as the upstream `follow` sets in the primary region, which is how the relay tells
+        // the two cases apart.
+        local_redis: Some(relay::LocalRedis {
+            addr: config.redis.to_string(),
+            auth: Some((REPLICATION_USER.to_owned(), password.clone())),
+        }),
     };
     std::fs::create_dir_all(&placement.dir).map_err(bind(
         "relay store directory",

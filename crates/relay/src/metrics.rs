@@ -44,6 +44,9 @@ pub struct RelayMetrics {
     pub compression_wire_bytes: Family<Labels, Counter>,
     /// Compressed frames from the upstream that could not be decoded or exceeded the bounds.
     pub compression_errors: Counter,
+    /// Fresh RDBs taken from the local Redis, by `result="installed"|"held"|"refused"|"failed"`
+    /// (each one a fork of that Redis, except `failed` before its reply).
+    pub rdb_refreshes: Family<Labels, Counter>,
 }
 
 impl RelayMetrics {
@@ -130,6 +133,11 @@ impl RelayMetrics {
             "Compressed frames from the upstream that were refused (corrupt or beyond the bounds)",
             m.compression_errors.clone(),
         );
+        registry.register(
+            "rdb_refreshes",
+            "Fresh RDBs taken from the local Redis before retention passes the stored one, by result",
+            m.rdb_refreshes.clone(),
+        );
         m
     }
 
@@ -154,6 +162,12 @@ impl RelayMetrics {
         self.compression_wire_bytes
             .get_or_create(&vec![("direction", direction.to_owned())])
             .clone()
+    }
+
+    pub(crate) fn refreshed(&self, result: &'static str) {
+        self.rdb_refreshes
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
     }
 
     pub(crate) fn served(&self, kind: &'static str) {
