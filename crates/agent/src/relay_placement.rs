@@ -129,9 +129,10 @@ pub(crate) async fn bind(
         move |source| crate::AgentError::Bind { what, addr, source }
     };
     let password = config.passwords.replication.expose().to_owned();
+    let replication = Some((REPLICATION_USER.to_owned(), password.clone()));
     let relay_config = relay::Config {
         upstream: None,
-        upstream_auth: Some((REPLICATION_USER.to_owned(), password.clone())),
+        upstream_auth: replication.clone(),
         listen: placement.listen,
         credential: Some(relay::downstream::Credential {
             user: REPLICATION_USER.to_owned(),
@@ -147,7 +148,7 @@ pub(crate) async fn bind(
         // the two cases apart.
         local_redis: Some(relay::LocalRedis {
             addr: config.redis.to_string(),
-            auth: Some((REPLICATION_USER.to_owned(), password.clone())),
+            auth: replication,
         }),
     };
     std::fs::create_dir_all(&placement.dir).map_err(bind(
