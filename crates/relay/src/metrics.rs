@@ -31,6 +31,8 @@ pub struct RelayMetrics {
     pub oldest_offset: Gauge,
     /// Age in seconds of the oldest segment: the outage the relay can still cover.
     pub oldest_age_seconds: Gauge,
+    /// Offset of the stored RDB (what a downstream full sync gets); -1 while there is none.
+    pub rdb_offset: Gauge,
     /// Segments or RDBs found corrupt (at start-up or while serving); never served.
     pub corrupt: Counter,
     /// Disk writes that failed (a full disk among them); nothing partial is kept.
@@ -102,6 +104,11 @@ impl RelayMetrics {
             "oldest_age_seconds",
             "Age of the oldest segment held, in seconds",
             m.oldest_age_seconds.clone(),
+        );
+        registry.register(
+            "rdb_offset",
+            "Offset of the stored RDB a downstream full sync gets (-1: none)",
+            m.rdb_offset.clone(),
         );
         registry.register(
             "corrupt",

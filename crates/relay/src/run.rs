@@ -276,6 +276,11 @@ async fn housekeeping(shared: Arc<Shared>) {
         }
         let m = &shared.metrics;
         m.disk_bytes.set(store.disk_bytes() as i64);
+        m.rdb_offset.set(
+            store
+                .rdb()
+                .map_or(-1, |r| r.offset.min(i64::MAX as u64) as i64),
+        );
         if let Some((offset, created)) = store.oldest() {
             m.oldest_offset.set(offset as i64);
             let age = SystemTime::now()
