@@ -763,6 +763,12 @@ async fn retention_past_the_first_rdb_keeps_a_fresh_rdb_from_the_local_redis_for
     let _r = replica_of(r_addr, &dir("r"), b_addr);
     caught_up(p_addr, r_addr).await;
     let first_rdb = metric(relay_a.metrics, "georep_relay_rdb_offset").await;
+    // Relay B asked relay A before A had its first RDB: -NOMASTERLINK then; never after.
+    let not_ready = "georep_relay_syncs_served_total{kind=\"not_ready\"}";
+    let not_ready_before = [
+        metric(relay_a.metrics, not_ready).await,
+        metric(relay_b.metrics, not_ready).await,
+    ];
     assert_eq!(
         first_rdb,
         metric(relay_b.metrics, "georep_relay_rdb_offset").await
@@ -851,15 +857,18 @@ async fn retention_past_the_first_rdb_keeps_a_fresh_rdb_from_the_local_redis_for
     assert_eq!(sync_full, 1.0 + forks_a, "the primary's full syncs");
     let r_full: f64 = info(r_addr, "sync_full").await.unwrap().parse().unwrap();
     assert_eq!(r_full, forks_b, "R's full syncs: relay B's refreshes");
-    for (name, m, served) in [("A", relay_a.metrics, 2.0), ("B", relay_b.metrics, 2.0)] {
+    for (i, (name, m)) in [("A", relay_a.metrics), ("B", relay_b.metrics)]
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(
             metric(m, "georep_relay_syncs_served_total{kind=\"full\"}").await,
-            served,
-            "relay {name}'s full syncs served"
+            2.0,
+            "relay {name}'s full syncs served: its first downstream's and the fresh replica's"
         );
         assert_eq!(
-            metric(m, "georep_relay_syncs_served_total{kind=\"not_ready\"}").await,
-            0.0,
+            metric(m, not_ready).await,
+            not_ready_before[i],
             "relay {name} answered -NOMASTERLINK"
         );
         assert_eq!(
