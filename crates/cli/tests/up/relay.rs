@@ -566,6 +566,19 @@ async fn replica_caught_up(env: &Env) {
     .await;
 }
 
+/// Like [`metric`], `None` while the agent does not answer (restarting).
+async fn try_metric(env: &Env, i: usize, series: &str) -> Option<i64> {
+    let body = local::http::request(env.http(i), "GET", "/metrics", Duration::from_secs(2))
+        .await
+        .ok()?
+        .body;
+    Some(
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// Bytes that crossed the emulated WAN between the two regions so far, both streams, both ways.
 fn wan_bytes(env: &Env) -> u64 {
     let mut n = 0;
@@ -598,14 +611,13 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
     }
     replica_caught_up(&env).await;
     let (full_before, _) = env.primary_syncs().await;
-    let (served_a, served_b, taken_b) = (
-        metric(&env, 0, SERVED_FULL).await,
-        metric(&env, 1, SERVED_FULL).await,
-        metric(&env, 1, UPSTREAM_FULL).await,
-    );
+    let served_a = metric(&env, 0, SERVED_FULL).await;
 
     // eu-central-1's Redis loses its disk: no snapshot may recreate the file, the data files
-    // go, the process is killed (nothing written at exit); the supervisor starts it again.
+    // go, the process is killed (nothing written at exit), and the supervisor starts it again.
+    // Its agent (and relay) are killed with it: a Redis restarted under a running agent can
+    // loop on -NOAUTH (the agent bug noted in the podrun tests); the relay resumes from its
+    // disk, which is the point here.
     let mut eu = env.admin(1).await;
     eu.cmd(&["CONFIG", "SET", "save", ""]).await.unwrap();
     testkit::eventually("no snapshot in progress", || async {
@@ -621,12 +633,15 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
     let wan_before = wan_bytes(&env);
     let offset_before = int(&env, 0, "replication", "master_repl_offset").await;
     let t = Instant::now();
-    let pid = env.cluster.pids().await[1].redis.unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pids = env.cluster.pids().await;
+    let redis_pid = pids[1].redis.unwrap();
+    for pid in [redis_pid, pids[1].agent.unwrap()] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
     // Writes go on meanwhile: the stream is all the WAN should carry.
     for i in 0..200 {
         app.cmd(&["SET", &format!("during:{i}"), "y"])
@@ -635,11 +650,12 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
     }
     testkit::eventually("eu-central-1's Redis restarted", || async {
         let p = env.cluster.pids().await;
-        p[1].redis.is_some_and(|r| r != pid).then_some(())
+        p[1].redis.is_some_and(|r| r != redis_pid).then_some(())
     })
     .await;
+    // The restarted agent's counters start at 0.
     testkit::eventually("eu-central-1 full-synced from its relay", || async {
-        (metric(&env, 1, SERVED_FULL).await > served_b).then_some(())
+        (try_metric(&env, 1, SERVED_FULL).await? >= 1).then_some(())
     })
     .await;
     replica_caught_up(&env).await;
@@ -661,12 +677,12 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
     );
     assert_eq!(
         metric(&env, 1, UPSTREAM_FULL).await,
-        taken_b,
-        "the replica region's relay took a full sync"
+        0,
+        "the replica region's relay took a full sync (it resumes from its disk)"
     );
-    assert_eq!(metric(&env, 1, SERVED_FULL).await, served_b + 1);
-    // The tunnel frames, ACKs and the agents' own traffic on top of the stream: far less than
-    // the dataset.
+    assert_eq!(metric(&env, 1, SERVED_FULL).await, 1);
+    // Tunnel frames, handshakes, ACKs and the agents' own traffic on top of the stream: far
+    // less than the dataset.
     let slack = 256 << 10;
     assert!(
         wan <= stream + stream / 4 + slack,
