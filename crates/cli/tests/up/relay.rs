@@ -654,10 +654,29 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
     })
     .await;
     // The restarted agent's counters start at 0.
-    testkit::eventually("eu-central-1 full-synced from its relay", || async {
-        (try_metric(&env, 1, SERVED_FULL).await? >= 1).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + testkit::patience();
+    while try_metric(&env, 1, SERVED_FULL).await.unwrap_or(0) < 1 {
+        if Instant::now() > deadline {
+            let tail = |f: &str, n: usize| {
+                let log = std::fs::read_to_string(data.join(f)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            };
+            panic!(
+                "eu-central-1 did not full-sync from its relay; not ready {:?}\nredis.log:\n{}\n\
+                 agent.log:\n{}",
+                try_metric(
+                    &env,
+                    1,
+                    "georep_relay_syncs_served_total{kind=\"not_ready\"}"
+                )
+                .await,
+                tail("redis.log", 15),
+                tail("agent.log", 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     replica_caught_up(&env).await;
     let resynced = t.elapsed();
     let stream = (int(&env, 0, "replication", "master_repl_offset").await - offset_before) as u64;
