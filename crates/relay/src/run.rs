@@ -25,7 +25,8 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(60);
 const SEND_CHUNK: usize = 256 * 1024;
 /// Longest wait before reconnecting to the upstream: a healed link is used again within it.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Wait after a refresh that failed or was refused before trying again (each try forks Redis).
+/// First wait after a refresh that failed or was refused before trying again, doubling while
+/// they keep failing (each try may fork Redis).
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
 /// Everything a relay needs.

@@ -19,6 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{LinkError, LocalRedis, Shared, LINK_TIMEOUT, REFRESH_RETRY};
+
+/// Longest wait between refreshes that keep failing or being refused: each try may fork Redis.
+const MAX_REFRESH_RETRY: Duration = Duration::from_secs(300);
 use crate::compress::Compression;
 use crate::store::{RdbWriter, Refreshed, Store};
 use crate::upstream::{Event, Replica, Settings, UpstreamError};
@@ -26,6 +29,7 @@ use crate::upstream::{Event, Replica, Settings, UpstreamError};
 pub(super) async fn refresh_loop(shared: Arc<Shared>, local: LocalRedis, listening_port: u16) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut not_before = Instant::now();
+    let mut retry = REFRESH_RETRY;
     loop {
         tick.tick().await;
         if Instant::now() < not_before || !allowed(&shared, &local) {
@@ -42,7 +46,10 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>, local: LocalRedis, listeni
                 tracing::debug!(took = ?started.elapsed(), "RDB refresh done");
                 log_refresh(&shared, &outcome);
                 if matches!(outcome, Refreshed::Refused(_)) {
-                    not_before = Instant::now() + REFRESH_RETRY;
+                    not_before = Instant::now() + retry;
+                    retry = (retry * 2).min(MAX_REFRESH_RETRY);
+                } else {
+                    retry = REFRESH_RETRY;
                 }
             }
             Err(e) => {
@@ -58,7 +65,8 @@ pub(super) async fn refresh_loop(shared: Arc<Shared>, local: LocalRedis, listeni
                         tracing::warn!(redis = %local.addr, error = %e, "RDB refresh failed; retrying later")
                     }
                 }
-                not_before = Instant::now() + REFRESH_RETRY;
+                not_before = Instant::now() + retry;
+                retry = (retry * 2).min(MAX_REFRESH_RETRY);
             }
         }
     }
