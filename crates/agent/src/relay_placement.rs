@@ -166,9 +166,10 @@ pub(crate) async fn bind(
         move |source| crate::AgentError::Bind { what, addr, source }
     };
     let password = config.passwords.replication.expose().to_owned();
+    let replication = Some((REPLICATION_USER.to_owned(), password.clone()));
     let relay_config = relay::Config {
         upstream: None,
-        upstream_auth: Some((REPLICATION_USER.to_owned(), password.clone())),
+        upstream_auth: replication.clone(),
         listen: placement.listen,
         credential: Some(relay::downstream::Credential {
             user: REPLICATION_USER.to_owned(),
@@ -178,6 +179,14 @@ pub(crate) async fn bind(
         retention: placement.retention,
         segment_size: SEGMENT_SIZE,
         compression: placement.compression,
+        // Fresh RDBs come from our own Redis (the upstream when we are the primary region, the
+        // relay's replica otherwise): no WAN traffic, one fork of it per refresh. The same text
+        // as the upstream `follow` sets in the primary region, which is how the relay tells
+        // the two cases apart.
+        local_redis: Some(relay::LocalRedis {
+            addr: config.redis.to_string(),
+            auth: replication,
+        }),
     };
     std::fs::create_dir_all(&placement.dir).map_err(bind(
         "relay store directory",

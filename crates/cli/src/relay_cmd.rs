@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use relay::{downstream::Credential, Compression, Config, Relay, RelayMetrics, Retention};
+use relay::{
+    downstream::Credential, Compression, Config, LocalRedis, Relay, RelayMetrics, Retention,
+};
 
 use crate::exit::Failure;
 
@@ -44,6 +46,11 @@ pub(crate) struct RelayArgs {
     /// only when both relays say `zstd`; Redis replicas always get plain bytes.
     #[arg(long, value_name = "none|zstd", default_value = "none")]
     compression: Compression,
+    /// The region's own Redis, where fresh RDBs are taken (one fork of it each) before
+    /// retention passes the stored one; authenticated like the upstream. In the primary
+    /// region the same HOST:PORT as --upstream. Without it, no refresh.
+    #[arg(long, value_name = "HOST:PORT")]
+    local_redis: Option<String>,
     /// Serve Prometheus metrics on ADDR at /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -84,13 +91,17 @@ impl RelayArgs {
         Ok((
             Config {
                 upstream: Some(self.upstream),
-                upstream_auth,
                 listen: self.listen,
                 credential: Some(credential),
                 dir: self.dir,
                 retention: self.retention,
                 segment_size: self.segment_size,
                 compression: self.compression,
+                local_redis: self.local_redis.map(|addr| LocalRedis {
+                    addr,
+                    auth: upstream_auth.clone(),
+                }),
+                upstream_auth,
             },
             self.metrics,
         ))

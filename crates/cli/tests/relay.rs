@@ -1,8 +1,8 @@
 //! `georep relay` end to end with real redis-server: primary → relay A → cuttable link → relay B
 //! → replica. The cut outlasts the primary's backlog many times over; the replica still catches
 //! up with partial resyncs only. Then relay B is killed with -9, and a segment is corrupted.
-//! Also: the link between the relays zstd-compressed (and a damaged frame), and a relay whose
-//! disk fills up.
+//! Also: the link between the relays zstd-compressed (and a damaged frame), a relay whose disk
+//! fills up, and RDB refreshes from the local Redis when retention passes the first RDB.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -706,5 +706,188 @@ async fn a_full_disk_pauses_the_relay_and_it_resumes_once_space_is_freed() {
     assert_eq!(
         metric(relay_a.metrics, "georep_relay_corrupt_total").await,
         0.0
+    );
+}
+
+/// A replica of `master` with an empty data directory.
+fn replica_of(addr: SocketAddr, dir: &Path, master: SocketAddr) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = master.port().to_string();
+    redis(
+        addr,
+        dir,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+            "--masterauth",
+            PASSWORD,
+            "--masteruser",
+            "default",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_past_the_first_rdb_keeps_a_fresh_rdb_from_the_local_redis_for_full_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("password"), PASSWORD).unwrap();
+    let dir = |d: &str| tmp.path().join(d);
+    std::fs::create_dir_all(dir("p")).unwrap();
+    let (p_addr, a_addr, b_addr, r_addr) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let _primary = redis(p_addr, &dir("p"), &["--repl-diskless-sync-delay", "0"]);
+    write_bytes(p_addr, 512 << 10, 1).await;
+    // Relay A: the primary region's, its local Redis is its upstream. Relay B: a replica
+    // region's, its local Redis is its own replica R.
+    let retention: u64 = 4 << 20;
+    let (p_s, r_s) = (p_addr.to_string(), r_addr.to_string());
+    let common = ["--retention", "4MiB"];
+    let relay_a = relay(
+        p_addr,
+        a_addr,
+        &dir("a"),
+        tmp.path(),
+        &[&common[..], &["--local-redis", &p_s]].concat(),
+    );
+    wait_listening(a_addr).await;
+    let relay_b = relay(
+        a_addr,
+        b_addr,
+        &dir("b"),
+        tmp.path(),
+        &[&common[..], &["--local-redis", &r_s]].concat(),
+    );
+    wait_listening(b_addr).await;
+    let _r = replica_of(r_addr, &dir("r"), b_addr);
+    caught_up(p_addr, r_addr).await;
+    let first_rdb = metric(relay_a.metrics, "georep_relay_rdb_offset").await;
+    // Relay B asked relay A before A had its first RDB: -NOMASTERLINK then; never after.
+    let not_ready = "georep_relay_syncs_served_total{kind=\"not_ready\"}";
+    let not_ready_before = [
+        metric(relay_a.metrics, not_ready).await,
+        metric(relay_b.metrics, not_ready).await,
+    ];
+    assert_eq!(
+        first_rdb,
+        metric(relay_b.metrics, "georep_relay_rdb_offset").await
+    );
+
+    // 12 MiB in 1 MiB steps, three times the retention: the first RDB's stream goes. After each
+    // step both relays hold an RDB less than 3 MiB behind their tip (refreshed at 2 MiB).
+    let t = Instant::now();
+    for step in 0..12 {
+        write_bytes(p_addr, 1 << 20, 10 + step).await;
+        for (name, m) in [("A", relay_a.metrics), ("B", relay_b.metrics)] {
+            eventually(&format!("relay {name} keeps a recent RDB"), || async move {
+                let tip = metric(m, "georep_relay_upstream_offset").await;
+                let rdb = metric(m, "georep_relay_rdb_offset").await;
+                (rdb >= 0.0 && tip - rdb < (3 << 20) as f64).then_some(())
+            })
+            .await;
+        }
+    }
+    caught_up(p_addr, r_addr).await;
+    eprintln!(
+        "12 MiB written with RDB refreshes on both relays in {:?}",
+        t.elapsed()
+    );
+    for (name, m, d) in [
+        ("A", relay_a.metrics, dir("a")),
+        ("B", relay_b.metrics, dir("b")),
+    ] {
+        // Retention runs once a second.
+        eventually(&format!("relay {name} within its retention"), || async {
+            let on_disk: u64 = segments(&d)
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            (on_disk <= retention + (1 << 20)).then_some(())
+        })
+        .await;
+        let oldest = metric(m, "georep_relay_oldest_offset").await;
+        assert!(
+            oldest > first_rdb + 1.0,
+            "relay {name}: retention passed the first RDB ({oldest} <= {first_rdb})"
+        );
+    }
+
+    // A fresh replica (no data) of each relay full-syncs from the refreshed RDB.
+    let (x_addr, y_addr) = (free_addr(), free_addr());
+    let t = Instant::now();
+    let _x = replica_of(x_addr, &dir("x"), a_addr);
+    let _y = replica_of(y_addr, &dir("y"), b_addr);
+    caught_up(p_addr, x_addr).await;
+    caught_up(p_addr, y_addr).await;
+    eprintln!(
+        "two fresh replicas full-synced from refreshed RDBs in {:?}",
+        t.elapsed()
+    );
+
+    let refreshes = |m: SocketAddr| async move {
+        let mut n = 0.0;
+        for result in ["installed", "held", "refused"] {
+            let series = format!("georep_relay_rdb_refreshes_total{{result=\"{result}\"}}");
+            n += metric(m, &series).await;
+        }
+        n
+    };
+    // The primary forked for relay A's first sync and for relay A's refreshes, nothing else:
+    // relay B's refreshes came from R, and every full sync was served from a relay's disk. (A
+    // refresh may be under way: its fork counts before its RDB has arrived.)
+    let full_syncs =
+        |addr: SocketAddr| async move { info(addr, "sync_full").await?.parse::<f64>().ok() };
+    let (forks_a, forks_b) = eventually("every refresh fork accounted for", || async {
+        let (a, b) = (
+            refreshes(relay_a.metrics).await,
+            refreshes(relay_b.metrics).await,
+        );
+        (full_syncs(p_addr).await? == 1.0 + a && full_syncs(r_addr).await? == b).then_some((a, b))
+    })
+    .await;
+    let installed = "georep_relay_rdb_refreshes_total{result=\"installed\"}";
+    eprintln!(
+        "refreshes: relay A {forks_a} ({} installed), relay B {forks_b} ({} installed)",
+        metric(relay_a.metrics, installed).await,
+        metric(relay_b.metrics, installed).await
+    );
+    // About one refresh per half retention of stream: 12 MiB / 2 MiB, plus slack.
+    for (name, forks) in [("A", forks_a), ("B", forks_b)] {
+        assert!(
+            (3.0..=8.0).contains(&forks),
+            "relay {name}: {forks} refreshes"
+        );
+    }
+    for (i, (name, m)) in [("A", relay_a.metrics), ("B", relay_b.metrics)]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            metric(m, "georep_relay_syncs_served_total{kind=\"full\"}").await,
+            2.0,
+            "relay {name}'s full syncs served: its first downstream's and the fresh replica's"
+        );
+        assert_eq!(
+            metric(m, not_ready).await,
+            not_ready_before[i],
+            "relay {name} answered -NOMASTERLINK"
+        );
+        assert_eq!(
+            metric(m, "georep_relay_upstream_full_syncs_total").await,
+            1.0,
+            "relay {name} took a full sync from its upstream again"
+        );
+        assert_eq!(metric(m, "georep_relay_corrupt_total").await, 0.0);
+    }
+    assert!(
+        relay_a.proc.stderr().contains("fresh RDB installed"),
+        "logged: {}",
+        relay_a.proc.stderr()
+    );
+    assert!(
+        !relay_b.proc.stderr().contains(PASSWORD),
+        "no password in logs"
     );
 }

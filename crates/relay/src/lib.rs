@@ -31,4 +31,4 @@ pub use compress::Compression;
 pub use metrics::RelayMetrics;
 pub use replid::{ReplId, ReplIdError};
 pub use retention::Retention;
-pub use run::{Config, Relay, UpstreamHandle};
+pub use run::{Config, LocalRedis, Relay, UpstreamHandle};

@@ -31,6 +31,8 @@ pub struct RelayMetrics {
     pub oldest_offset: Gauge,
     /// Age in seconds of the oldest segment: the outage the relay can still cover.
     pub oldest_age_seconds: Gauge,
+    /// Offset of the stored RDB (what a downstream full sync gets); -1 while there is none.
+    pub rdb_offset: Gauge,
     /// Segments or RDBs found corrupt (at start-up or while serving); never served.
     pub corrupt: Counter,
     /// Disk writes that failed (a full disk among them); nothing partial is kept.
@@ -44,6 +46,9 @@ pub struct RelayMetrics {
     pub compression_wire_bytes: Family<Labels, Counter>,
     /// Compressed frames from the upstream that could not be decoded or exceeded the bounds.
     pub compression_errors: Counter,
+    /// Fresh RDBs taken from the local Redis, by `result="installed"|"held"|"refused"|"failed"`
+    /// (each one a fork of that Redis, except `failed` before its reply).
+    pub rdb_refreshes: Family<Labels, Counter>,
 }
 
 impl RelayMetrics {
@@ -101,6 +106,11 @@ impl RelayMetrics {
             m.oldest_age_seconds.clone(),
         );
         registry.register(
+            "rdb_offset",
+            "Offset of the stored RDB a downstream full sync gets (-1: none)",
+            m.rdb_offset.clone(),
+        );
+        registry.register(
             "corrupt",
             "Segments or RDBs found corrupt; never served",
             m.corrupt.clone(),
@@ -130,6 +140,11 @@ impl RelayMetrics {
             "Compressed frames from the upstream that were refused (corrupt or beyond the bounds)",
             m.compression_errors.clone(),
         );
+        registry.register(
+            "rdb_refreshes",
+            "Fresh RDBs taken from the local Redis before retention passes the stored one, by result",
+            m.rdb_refreshes.clone(),
+        );
         m
     }
 
@@ -154,6 +169,12 @@ impl RelayMetrics {
         self.compression_wire_bytes
             .get_or_create(&vec![("direction", direction.to_owned())])
             .clone()
+    }
+
+    pub(crate) fn refreshed(&self, result: &'static str) {
+        self.rdb_refreshes
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
     }
 
     pub(crate) fn served(&self, kind: &'static str) {

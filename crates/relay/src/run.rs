@@ -17,10 +17,18 @@ use crate::retention::Retention;
 use crate::store::{self, Decision, RdbReader, Store, StoreError};
 use crate::upstream::{Event, Replica, Resume, Settings, UpstreamError};
 
+mod refresh;
+use refresh::{log_refresh, refresh_loop};
+
 /// Like Redis's `repl-timeout`: a link silent for this long is dropped.
 const LINK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest chunk read from the store and written to a downstream at once.
 const SEND_CHUNK: usize = 256 * 1024;
+/// Longest wait before reconnecting to the upstream: a healed link is used again within it.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// First wait after a refresh that failed or was refused before trying again, doubling while
+/// they keep failing (each try may fork Redis).
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
 /// Everything a relay needs.
 #[derive(Debug, Clone)]
@@ -44,6 +52,30 @@ pub struct Config {
     /// Compress the stream between relays: asked of the upstream, agreed to downstreams that
     /// ask (only relays do). Both ends must say `Zstd` for a link to be compressed.
     pub compression: Compression,
+    /// The region's own Redis: fresh RDBs are taken from it before retention passes the stored
+    /// one ([`LocalRedis`]). `None`: no refresh; a downstream full sync then waits for the next
+    /// RDB from the upstream once retention has passed the stored one.
+    pub local_redis: Option<LocalRedis>,
+}
+
+/// The region's own Redis, for RDB refreshes: the upstream itself in the primary region, the
+/// relay's own replica elsewhere. The relay connects as a replica would (`AUTH`, `REPLCONF`,
+/// `PSYNC ? -1`), keeps the RDB and closes: one fork of that Redis, no WAN traffic.
+#[derive(Clone)]
+pub struct LocalRedis {
+    /// `host:port`; in the primary region the same text as [`Config::upstream`].
+    pub addr: String,
+    /// `AUTH user password` (the replication user).
+    pub auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for LocalRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRedis")
+            .field("addr", &self.addr)
+            .field("user", &self.auth.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a relay could not start.
@@ -210,6 +242,11 @@ impl Relay {
         let port = listener.local_addr().map_or(0, |a| a.port());
         let upstream = tokio::spawn(upstream_loop(shared.clone(), port, shutdown.clone()));
         let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+        let refresher = shared
+            .config
+            .local_redis
+            .clone()
+            .map(|local| tokio::spawn(refresh_loop(shared.clone(), local, port)));
         loop {
             tokio::select! {
                 // The guard `wait_for` returns is dropped inside: the future stays `Send`.
@@ -233,6 +270,9 @@ impl Relay {
         }
         upstream.abort();
         housekeeping.abort();
+        if let Some(r) = refresher {
+            r.abort();
+        }
         let _ = shared.store().sync();
     }
 }
@@ -249,6 +289,11 @@ async fn housekeeping(shared: Arc<Shared>) {
         }
         let m = &shared.metrics;
         m.disk_bytes.set(store.disk_bytes() as i64);
+        m.rdb_offset.set(
+            store
+                .rdb()
+                .map_or(-1, |r| r.offset.min(i64::MAX as u64) as i64),
+        );
         if let Some((offset, created)) = store.oldest() {
             m.oldest_offset.set(offset as i64);
             let age = SystemTime::now()
@@ -341,7 +386,9 @@ async fn upstream_loop(
             _ = tokio::time::sleep(backoff) => {}
             _ = target.changed() => { target.mark_changed(); }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        // Capped low: after a WAN cut heals, the catch-up should not wait for a long backoff
+        // (a refused connection costs the upstream next to nothing).
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -474,6 +521,9 @@ fn apply(shared: &Shared, event: Event) -> Result<(), StoreError> {
             store.append(offset, &bytes)?;
             shared.disk_full.store(false, Ordering::Relaxed);
             shared.publish(store, false);
+            if let Some(outcome) = store.install_held()? {
+                log_refresh(shared, &outcome);
+            }
         }
     }
     Ok(())
@@ -572,9 +622,16 @@ async fn serve_downstream(
         }
     };
     let (replid, offset, psync2) = psync;
-    let (decision, generation) = {
+    // The RDB is opened under the lock: a refresh may replace (and delete) it right after, and
+    // the open file is still read whole.
+    let (decision, generation, reader) = {
         let store = shared.store();
-        (store.decide(replid, offset), shared.tip.borrow().generation)
+        let decision = store.decide(replid, offset);
+        let reader = match &decision {
+            Decision::Full { rdb, .. } => Some(RdbReader::open(rdb)),
+            _ => None,
+        };
+        (decision, shared.tip.borrow().generation, reader)
     };
     let label = vec![("downstream", peer.to_string())];
     let mut next = match decision {
@@ -607,21 +664,34 @@ async fn serve_downstream(
             rdb,
         } => {
             // Check the RDB before announcing it: a bad one is never sent.
-            let check = rdb.clone();
-            let verified = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-                let mut r = RdbReader::open(&check)?;
-                while r.next_chunk()?.is_some() {}
-                Ok(())
-            })
-            .await
-            .unwrap_or(Ok(()));
-            if let Err(e) = verified {
-                shared.metrics.corrupt.inc();
-                tracing::error!(error = %e, "stored RDB is corrupt: not served");
-                wr.send(b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n")
-                    .await?;
-                return Err(e.into());
-            }
+            let verified = match reader.expect("opened for a full sync") {
+                Err(e) => Err(e),
+                Ok(mut r) => {
+                    tokio::task::spawn_blocking(move || -> Result<RdbReader, StoreError> {
+                        while r.next_chunk()?.is_some() {}
+                        r.rewind()?;
+                        Ok(r)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Io {
+                            action: "check",
+                            path: rdb.path.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+                }
+            };
+            let mut reader = match verified {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.metrics.corrupt.inc();
+                    tracing::error!(error = %e, "stored RDB is corrupt: not served");
+                    wr.send(b"-NOMASTERLINK Can't SYNC while not connected with my master\r\n")
+                        .await?;
+                    return Err(e.into());
+                }
+            };
             shared.metrics.served("full");
             tracing::info!(%peer, offset = rdb.offset, bytes = rdb.len, "full resync served from the stored RDB");
             let reply = format!("+FULLRESYNC {current} {}\r\n", rdb.offset);
@@ -630,7 +700,6 @@ async fn serve_downstream(
                 wr.compress()?;
             }
             wr.send(format!("${}\r\n", rdb.len).as_bytes()).await?;
-            let mut reader = RdbReader::open(&rdb)?;
             while let Some(chunk) = reader.next_chunk()? {
                 wr.send(&chunk).await?;
             }

@@ -2,7 +2,8 @@
 //! overruns Redis's own backlog heals without a full resync; 20 planned switchovers through the
 //! relays lose no acknowledged write and cause no full resync; a forced promotion after the
 //! primary region is killed keeps every write that reached the survivor (redis-py writing); a
-//! stopped and restarted `georep up` resumes from the relays' disks with partial resyncs.
+//! stopped and restarted `georep up` resumes from the relays' disks with partial resyncs; a
+//! replica region's Redis that lost its disk full-syncs from its local relay, not over the WAN.
 
 use std::time::{Duration, Instant};
 
@@ -552,4 +553,158 @@ async fn a_restarted_up_resumes_from_the_relays_disks_with_partial_resyncs() {
     assert!(info.int("sync_partial_ok").unwrap() >= 1, "{info:?}");
     assert!(metric(&env, 1, SERVED_PARTIAL).await >= 1);
     assert!(metric(&env, 0, SERVED_PARTIAL).await >= 1);
+}
+
+/// Waits until region 1's Redis has every byte of region 0's stream (offsets only: comparing
+/// megabytes of values through the test's client is slow, see [`same_data`]).
+async fn replica_caught_up(env: &Env) {
+    testkit::eventually("the replica region caught up", || async {
+        let p = env.admin(0).await.info(&["replication"]).await.ok()?;
+        let r = env.admin(1).await.info(&["replication"]).await.ok()?;
+        (r.int("slave_repl_offset")? >= p.int("master_repl_offset")?).then_some(())
+    })
+    .await;
+}
+
+/// Like [`metric`], `None` while the agent does not answer (restarting).
+async fn try_metric(env: &Env, i: usize, series: &str) -> Option<i64> {
+    let body = local::http::request(env.http(i), "GET", "/metrics", Duration::from_secs(2))
+        .await
+        .ok()?
+        .body;
+    Some(
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// Bytes that crossed the emulated WAN between the two regions so far, both streams, both ways.
+fn wan_bytes(env: &Env) -> u64 {
+    let mut n = 0;
+    for (from, to) in [(0, 1), (1, 0)] {
+        for link in [env.cluster.link(from, to), env.cluster.relay_link(from, to)]
+            .into_iter()
+            .flatten()
+        {
+            let s = link.stats();
+            n += s.bytes_up + s.bytes_down;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_relay() {
+    let env = start().await;
+    let mut app = env.app(0).await;
+    for i in 0..200 {
+        app.cmd(&["SET", &format!("pre:{i}"), "x"]).await.unwrap();
+    }
+    // 8 MiB of dataset: a full sync across the WAN would show.
+    let (value_len, count) = (256 << 10, 32);
+    for i in 0..count {
+        let value = format!("{i:08}-").repeat(value_len / 9);
+        app.cmd(&["SET", &format!("big:{i}"), &value])
+            .await
+            .unwrap();
+    }
+    replica_caught_up(&env).await;
+    let (full_before, _) = env.primary_syncs().await;
+    let served_a = metric(&env, 0, SERVED_FULL).await;
+
+    // eu-central-1's Redis loses its disk: no snapshot may recreate the file, the data files
+    // go, the process is killed (nothing written at exit), and the supervisor starts it again.
+    // Its agent (and relay) are killed with it: a Redis restarted under a running agent can
+    // loop on -NOAUTH (the agent bug noted in the podrun tests); the relay resumes from its
+    // disk, which is the point here.
+    let mut eu = env.admin(1).await;
+    eu.cmd(&["CONFIG", "SET", "save", ""]).await.unwrap();
+    testkit::eventually("no snapshot in progress", || async {
+        let info = env.admin(1).await.info(&["persistence"]).await.ok()?;
+        (info.int("rdb_bgsave_in_progress")? == 0).then_some(())
+    })
+    .await;
+    let data = env.cluster.layout().region(REGIONS[1]);
+    for f in ["dump.rdb", "appendonly.aof"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let _ = std::fs::remove_dir_all(data.join("appendonlydir"));
+    let wan_before = wan_bytes(&env);
+    let offset_before = int(&env, 0, "replication", "master_repl_offset").await;
+    let t = Instant::now();
+    let pids = env.cluster.pids().await;
+    let redis_pid = pids[1].redis.unwrap();
+    for pid in [redis_pid, pids[1].agent.unwrap()] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    // Writes go on meanwhile: the stream is all the WAN should carry.
+    for i in 0..200 {
+        app.cmd(&["SET", &format!("during:{i}"), "y"])
+            .await
+            .unwrap();
+    }
+    testkit::eventually("eu-central-1's Redis restarted", || async {
+        let p = env.cluster.pids().await;
+        p[1].redis.is_some_and(|r| r != redis_pid).then_some(())
+    })
+    .await;
+    // The restarted agent's counters start at 0.
+    let deadline = Instant::now() + testkit::patience();
+    while try_metric(&env, 1, SERVED_FULL).await.unwrap_or(0) < 1 {
+        if Instant::now() > deadline {
+            let tail = |f: &str, n: usize| {
+                let log = std::fs::read_to_string(data.join(f)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            };
+            panic!(
+                "eu-central-1 did not full-sync from its relay; not ready {:?}\nredis.log:\n{}\n\
+                 agent.log:\n{}",
+                try_metric(
+                    &env,
+                    1,
+                    "georep_relay_syncs_served_total{kind=\"not_ready\"}"
+                )
+                .await,
+                tail("redis.log", 15),
+                tail("agent.log", 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replica_caught_up(&env).await;
+    let resynced = t.elapsed();
+    let stream = (int(&env, 0, "replication", "master_repl_offset").await - offset_before) as u64;
+    let wan = wan_bytes(&env) - wan_before;
+    same_data(&env, count).await;
+    eprintln!(
+        "relay: a replica Redis without its disk resynced from its local relay in {resynced:?}; \
+         the WAN carried {wan} bytes meanwhile for {stream} bytes of stream (dataset ≥ {} bytes)",
+        count * value_len
+    );
+    let (full_after, _) = env.primary_syncs().await;
+    assert_eq!(full_after, full_before, "the primary served a full sync");
+    assert_eq!(
+        metric(&env, 0, SERVED_FULL).await,
+        served_a,
+        "the primary region's relay served a full sync"
+    );
+    assert_eq!(
+        metric(&env, 1, UPSTREAM_FULL).await,
+        0,
+        "the replica region's relay took a full sync (it resumes from its disk)"
+    );
+    assert_eq!(metric(&env, 1, SERVED_FULL).await, 1);
+    // Tunnel frames, handshakes, ACKs and the agents' own traffic on top of the stream: far
+    // less than the dataset.
+    let slack = 256 << 10;
+    assert!(
+        wan <= stream + stream / 4 + slack,
+        "{wan} bytes crossed the WAN for {stream} bytes of stream"
+    );
 }

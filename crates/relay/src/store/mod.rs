@@ -19,6 +19,7 @@
 
 mod format;
 mod recover;
+mod refresh;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use refresh::{RdbWriter, RefreshRefused, Refreshed};
 
 use crate::replid::ReplId;
 use crate::retention::Retention;
@@ -184,8 +186,11 @@ pub struct Store {
     rdb: Option<RdbInfo>,
     segments: Vec<Segment>,
     active: Option<File>,
-    /// An RDB being received.
-    incoming: Option<(File, PathBuf, ReplId, u64, u64, crc32c_state::Crc)>,
+    /// An RDB being received from the upstream (a full sync).
+    incoming: Option<RdbWriter>,
+    /// A fresh RDB from the local Redis at an offset the stream has not reached yet: installed
+    /// once it has ([`Store::install_held`]).
+    held: Option<RdbInfo>,
     unsynced: bool,
 }
 
@@ -212,6 +217,7 @@ impl Store {
             segments: Vec::new(),
             active: None,
             incoming: None,
+            held: None,
             unsynced: false,
         };
         let recovery = recover::recover(&mut store)?;
@@ -260,26 +266,34 @@ impl Store {
         out
     }
 
+    /// Whether `PSYNC <replid> <offset>` may continue from what is held: `replid` is in the
+    /// history, `offset` is held (or the next byte to come) and not past where that ID ended
+    /// (Redis's `replid2` / `second_replid_offset` rule, with every ID the segments record).
+    fn continues(&self, replid: ReplId, offset: u64) -> bool {
+        let (Some(first), Some((_, end))) = (self.segments.first(), self.tip()) else {
+            return false;
+        };
+        let history = self.history();
+        history.iter().enumerate().any(|(i, (id, _))| {
+            // An ID stays valid up to the byte where its successor begins; the current one up
+            // to the next byte to come.
+            let limit = history.get(i + 1).map_or(end + 1, |(_, start)| *start);
+            *id == replid && offset >= first.start && offset <= limit
+        })
+    }
+
     /// Answers `PSYNC <replid> <offset>` as a Redis master with PSYNC2 would: a partial resync
-    /// when `replid` is in the history and `offset` is held and not past where that ID ended.
+    /// when [`Store::continues`] allows it, else a full one from the stored RDB.
     pub fn decide(&self, replid: Option<ReplId>, offset: u64) -> Decision {
         let Some((current, end)) = self.tip() else {
             return Decision::NotReady;
         };
         let first = self.segments[0].start;
-        if let Some(wanted) = replid {
-            let history = self.history();
-            for (i, (id, _)) in history.iter().enumerate() {
-                // An ID stays valid up to the byte where its successor begins (Redis's
-                // second_replid_offset); the current one up to the next byte to come.
-                let limit = history.get(i + 1).map_or(end + 1, |(_, start)| *start);
-                if *id == wanted && offset >= first && offset <= limit {
-                    return Decision::Continue {
-                        replid: current,
-                        from: offset,
-                    };
-                }
-            }
+        if replid.is_some_and(|id| self.continues(id, offset)) {
+            return Decision::Continue {
+                replid: current,
+                from: offset,
+            };
         }
         if replid == Some(current) && offset > end + 1 {
             // The replica is ahead of us (we were cut back after corruption, or restarted
@@ -287,7 +301,8 @@ impl Store {
             return Decision::NotReady;
         }
         match &self.rdb {
-            Some(rdb) if rdb.offset + 1 >= first => Decision::Full {
+            // The RDB may sit anywhere inside the stream held (a refreshed one does).
+            Some(rdb) if rdb.offset + 1 >= first && rdb.offset <= end => Decision::Full {
                 replid: current,
                 rdb: rdb.clone(),
             },
@@ -297,68 +312,60 @@ impl Store {
 
     /// Starts receiving an RDB for (`replid`, `offset`); the previous one stays until it is done.
     pub fn begin_rdb(&mut self, replid: ReplId, offset: u64) -> Result<(), StoreError> {
-        let path = self.dir.join("rdb.tmp");
-        let mut file = File::create(&path).map_err(io("create", &path))?;
-        file.write_all(&[0u8; format::RDB_HEADER_LEN])
-            .map_err(io("write", &path))?;
-        self.incoming = Some((file, path, replid, offset, 0, crc32c_state::Crc::default()));
+        self.incoming = Some(RdbWriter::create(self.dir.join("rdb.tmp"), replid, offset)?);
         Ok(())
     }
 
     /// Appends bytes of the incoming RDB.
     pub fn rdb_data(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let (file, path, _, _, len, crc) = self.incoming.as_mut().ok_or(StoreError::Empty)?;
-        if let Err(e) = file.write_all(bytes) {
-            let err = io("write", path)(e);
+        let writer = self.incoming.as_mut().ok_or(StoreError::Empty)?;
+        if let Err(e) = writer.write(bytes) {
             self.abort_rdb();
-            return Err(err);
+            return Err(e);
         }
-        *len += bytes.len() as u64;
-        crc.update(bytes);
         Ok(())
     }
 
     /// Drops an RDB being received (the link broke).
     pub fn abort_rdb(&mut self) {
-        if let Some((_, path, ..)) = self.incoming.take() {
-            let _ = std::fs::remove_file(path);
+        if let Some(writer) = self.incoming.take() {
+            writer.discard();
         }
     }
 
-    /// Completes the incoming RDB: synced, renamed into place; the old RDB and every segment go
-    /// (they belong to a history the upstream no longer continues), and an empty segment starts.
+    /// Completes the incoming RDB. It starts a new history: every segment, the old RDB and a
+    /// held fresh one go (they belong to a history the upstream no longer continues), then the
+    /// RDB is renamed into place and an empty segment starts after it. The segments go first so
+    /// that a crash in between never leaves an old stream next to the new RDB.
     pub fn finish_rdb(&mut self) -> Result<(), StoreError> {
-        let (mut file, tmp, replid, offset, len, crc) =
-            self.incoming.take().ok_or(StoreError::Empty)?;
-        let header = format::rdb_header(&replid, offset, len, crc.0);
-        let done = (|| {
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(&header)?;
-            file.sync_all()
-        })();
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("write", &tmp)(e));
-        }
-        let path = self.dir.join(format!("rdb-{offset:020}.rdb"));
-        std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        let writer = self.incoming.take().ok_or(StoreError::Empty)?;
+        let fresh = writer.finish()?;
         self.active = None;
         for s in std::mem::take(&mut self.segments) {
             let _ = std::fs::remove_file(&s.path);
         }
-        if let Some(old) = self.rdb.take() {
-            if old.path != path {
+        if let Some(held) = self.held.take() {
+            let _ = std::fs::remove_file(&held.path);
+        }
+        self.sync_dir()?;
+        let (replid, offset) = (fresh.replid, fresh.offset);
+        self.place_rdb(fresh)?;
+        self.start_segment(replid, offset + 1)?;
+        self.sync_dir()
+    }
+
+    /// Renames a complete RDB file to `rdb-<offset>.rdb` and makes it the stored RDB; the one it
+    /// replaces is deleted.
+    fn place_rdb(&mut self, mut fresh: RdbInfo) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("rdb-{:020}.rdb", fresh.offset));
+        std::fs::rename(&fresh.path, &path).map_err(io("rename", &fresh.path))?;
+        fresh.path = path;
+        if let Some(old) = self.rdb.replace(fresh) {
+            if Some(&old.path) != self.rdb.as_ref().map(|r| &r.path) {
                 let _ = std::fs::remove_file(&old.path);
             }
         }
-        self.rdb = Some(RdbInfo {
-            path,
-            replid,
-            offset,
-            len,
-        });
-        self.start_segment(replid, offset + 1)?;
-        self.sync_dir()
+        Ok(())
     }
 
     /// Records that the upstream's replication ID changed after the last byte held.
@@ -503,8 +510,8 @@ impl Store {
     }
 
     /// Deletes whole segments past `retention`, oldest first, never the one being written.
-    /// When the segment right after the RDB goes, the RDB goes too: it can no longer be
-    /// completed by the stream. Returns how many segments were deleted.
+    /// When a segment holding stream bytes after the RDB goes, the RDB goes too: it can no
+    /// longer be completed by the stream (a refresh, [`Store::refresh_due`], replaces it before). Returns how many segments were deleted.
     pub fn enforce(&mut self, retention: Retention, now: SystemTime) -> usize {
         let mut deleted = 0;
         while self.segments.len() > 1 {
@@ -523,11 +530,8 @@ impl Store {
             let gone = self.segments.remove(0);
             let _ = std::fs::remove_file(&gone.path);
             deleted += 1;
-            if self
-                .rdb
-                .as_ref()
-                .is_some_and(|r| r.offset + 1 == gone.start)
-            {
+            // The RDB can be served only with every stream byte after it.
+            if self.rdb.as_ref().is_some_and(|r| r.offset < gone.end) {
                 if let Some(rdb) = self.rdb.take() {
                     tracing::info!(offset = rdb.offset, "retention passed the stored RDB; a downstream full sync now needs a fresh one");
                     let _ = std::fs::remove_file(&rdb.path);
@@ -558,7 +562,20 @@ impl Store {
     /// truncated after the record that ends there (or `last` is moved back to a record
     /// boundary). Used to drop bytes found corrupt; the upstream is then asked again.
     pub fn truncate_after(&mut self, last: u64) -> Result<u64, StoreError> {
-        recover::truncate_after(self, last)
+        let end = recover::truncate_after(self, last)?;
+        // A refreshed RDB past the cut waits for the refetched stream to reach it again.
+        if self.rdb.as_ref().is_some_and(|r| r.offset > end) {
+            let rdb = self.rdb.take().expect("checked");
+            let path = self.dir.join(refresh::HELD);
+            if self.held.as_ref().is_none_or(|h| h.offset < rdb.offset)
+                && std::fs::rename(&rdb.path, &path).is_ok()
+            {
+                self.held = Some(RdbInfo { path, ..rdb });
+            } else {
+                let _ = std::fs::remove_file(&rdb.path);
+            }
+        }
+        Ok(end)
     }
 }
 
@@ -611,6 +628,7 @@ pub struct RdbReader {
     file: std::io::BufReader<File>,
     path: PathBuf,
     left: u64,
+    len: u64,
     crc: crc32c_state::Crc,
     expected: u32,
 }
@@ -631,9 +649,21 @@ impl RdbReader {
             file: std::io::BufReader::with_capacity(256 * 1024, file),
             path: rdb.path.clone(),
             left: parsed.len,
+            len: parsed.len,
             crc: crc32c_state::Crc::default(),
             expected: parsed.crc,
         })
+    }
+
+    /// Back to the payload's first byte, e.g. to send it after checking it: the file stays
+    /// open, so an RDB replaced in the meantime is still read whole.
+    pub fn rewind(&mut self) -> Result<(), StoreError> {
+        self.file
+            .seek(SeekFrom::Start(format::RDB_HEADER_LEN as u64))
+            .map_err(io("seek", &self.path))?;
+        self.left = self.len;
+        self.crc = crc32c_state::Crc::default();
+        Ok(())
     }
 
     /// The next chunk, or `None` at the end (after the CRC checked out).

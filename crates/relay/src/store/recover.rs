@@ -111,8 +111,15 @@ pub(super) fn recover(store: &mut Store) -> Result<Recovery, StoreError> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        if name == "rdb.tmp" {
+        if name == "rdb.tmp" || name == super::refresh::REFRESHING {
             let _ = std::fs::remove_file(&path);
+        } else if name == super::refresh::HELD {
+            match verify_rdb(&path)? {
+                Some(info) => store.held = Some(info),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         } else if name.starts_with("rdb-") && name.ends_with(".rdb") {
             rdbs.push(path);
         } else if name.starts_with("seg-") && name.ends_with(".log") {
@@ -137,7 +144,7 @@ pub(super) fn recover(store: &mut Store) -> Result<Recovery, StoreError> {
         }
     }
 
-    let mut expected: Option<u64> = store.rdb.as_ref().map(|r| r.offset + 1);
+    let mut expected: Option<u64> = None;
     let count = segs.len();
     let mut stop = false;
     for (i, path) in segs.into_iter().enumerate() {
@@ -163,25 +170,21 @@ pub(super) fn recover(store: &mut Store) -> Result<Recovery, StoreError> {
             continue;
         };
         match expected {
-            // Older than the RDB: a history the upstream no longer continues.
-            Some(e) if h.start < e && store.rdb.as_ref().is_some_and(|r| h.start <= r.offset) => {
-                let _ = std::fs::remove_file(&path);
-                continue;
+            Some(e)
+                if h.start != e && store.rdb.as_ref().is_some_and(|r| r.offset + 1 == h.start) =>
+            {
+                // The stream before is an older history that a full sync's RDB replaced (an
+                // interrupted replacement by an earlier version, which deleted it afterwards).
+                for old in store.segments.drain(..) {
+                    let _ = std::fs::remove_file(&old.path);
+                }
             }
             Some(e) if h.start != e => {
-                if store.segments.is_empty() {
-                    // The RDB's tail is gone (retention was interrupted): the stream stays.
-                    if let Some(rdb) = store.rdb.take() {
-                        tracing::warn!("the stored RDB's stream is incomplete: RDB deleted");
-                        let _ = std::fs::remove_file(&rdb.path);
-                    }
-                } else {
-                    tracing::error!(path = %path.display(), expected = e, start = h.start, "gap between segments: this and later segments dropped");
-                    recovery.dropped_segments += 1;
-                    let _ = std::fs::remove_file(&path);
-                    stop = true;
-                    continue;
-                }
+                tracing::error!(path = %path.display(), expected = e, start = h.start, "gap between segments: this and later segments dropped");
+                recovery.dropped_segments += 1;
+                let _ = std::fs::remove_file(&path);
+                stop = true;
+                continue;
             }
             _ => {}
         }
@@ -218,12 +221,47 @@ pub(super) fn recover(store: &mut Store) -> Result<Recovery, StoreError> {
         });
         expected = Some(scan.end + 1);
     }
-    if store.segments.is_empty() {
-        if let Some(rdb) = store.rdb.clone() {
-            store.start_segment(rdb.replid, rdb.offset + 1)?;
-        }
+    place_rdb(store)?;
+    if let Some(outcome) = store.install_held()? {
+        tracing::info!(?outcome, "fresh RDB held before the restart");
     }
     Ok(recovery)
+}
+
+/// The stored RDB is kept only where the stream held completes it: anywhere from the byte before
+/// the first one held to the last one, under an ID the history has there. Past the end (the
+/// stream was cut before it) it waits like a held fresh RDB; before the horizon it goes.
+fn place_rdb(store: &mut Store) -> Result<(), StoreError> {
+    let Some(rdb) = store.rdb.clone() else {
+        return Ok(());
+    };
+    let Some((_, end)) = store.tip() else {
+        // An RDB alone (its first segment not created yet): the stream starts after it.
+        return store.start_segment(rdb.replid, rdb.offset + 1);
+    };
+    let first = store.segments[0].start;
+    if rdb.offset + 1 >= first && rdb.offset <= end && store.continues(rdb.replid, rdb.offset + 1) {
+        return Ok(());
+    }
+    store.rdb = None;
+    if rdb.offset > end && store.held.as_ref().is_none_or(|h| h.offset < rdb.offset) {
+        let path = store.dir.join(super::refresh::HELD);
+        if std::fs::rename(&rdb.path, &path).is_ok() {
+            tracing::warn!(
+                offset = rdb.offset,
+                end,
+                "the stored RDB is past the stream held: kept until the stream reaches it"
+            );
+            store.held = Some(RdbInfo { path, ..rdb });
+            return Ok(());
+        }
+    }
+    tracing::warn!(
+        offset = rdb.offset,
+        "the stored RDB's stream is incomplete: RDB deleted"
+    );
+    let _ = std::fs::remove_file(&rdb.path);
+    Ok(())
 }
 
 pub(super) fn truncate_after(store: &mut Store, last: u64) -> Result<u64, StoreError> {
