@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use resp::{Conn, Credentials};
 use testkit::proxy::{Fault, Proxy, Way};
+use testkit::tmpfs::Tmpfs;
 use testkit::{eventually, free_addr, wait_listening, Proc, Signal};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -576,33 +577,6 @@ async fn a_compressed_relay_link_carries_the_same_data_in_fewer_bytes() {
         0.0,
         "resumed with a partial resync"
     );
-}
-
-/// A small tmpfs, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        }
-        Ok(Self(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,6 @@
 //! through a tunnel); with no route, a new client is held then refused with an error redis-py
 //! treats as a transient connection error (and retries).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use endpoint::metrics::Refusal;
@@ -13,70 +11,8 @@ use endpoint::{EndpointMetrics, Limits, Route, Target};
 use prometheus_client::registry::Registry;
 use testkit::python::Script;
 use testkit::redis::Redis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// A redis-server listening on a free port and on a Unix socket (`unixsocketperm 700`, as
-/// `georep up` configures it), data in a temporary directory; killed on drop.
-struct SocketRedis {
-    addr: SocketAddr,
-    socket: PathBuf,
-    _proc: testkit::Proc,
-    _dir: tempfile::TempDir,
-}
-
-impl SocketRedis {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = testkit::free_addr();
-        let socket = dir.path().join("redis.sock");
-        let proc = testkit::Proc::spawn(
-            "redis-server",
-            &[
-                "--port",
-                &addr.port().to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--unixsocket",
-                socket.to_str().unwrap(),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                dir.path().to_str().unwrap(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        );
-        let path = socket.clone();
-        testkit::eventually("redis-server on its Unix socket", || {
-            let path = path.clone();
-            async move {
-                let mut s = tokio::net::UnixStream::connect(&path).await.ok()?;
-                s.write_all(b"PING\r\n").await.ok()?;
-                let mut reply = [0u8; 7];
-                s.read_exact(&mut reply).await.ok()?;
-                (&reply == b"+PONG\r\n").then_some(())
-            }
-        })
-        .await;
-        Self {
-            addr,
-            socket,
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-
-    async fn get(&self, key: &str) -> Option<String> {
-        let mut c = resp::Conn::connect(self.addr, None, Duration::from_secs(5))
-            .await
-            .unwrap();
-        c.cmd(&["GET", key]).await.unwrap().text()
-    }
-}
 
 const SCRIPT: &str = r#"
 import json, sys, threading, time
@@ -151,12 +87,12 @@ except redis.exceptions.BusyLoadingError as e:
 
 #[tokio::test]
 async fn redis_py_through_the_endpoint() {
-    let first = SocketRedis::start().await;
+    let first = Redis::start_with_socket().await;
     let second = Redis::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (route, route_rx) = watch::channel(Route::Primary {
-        target: Target::Unix(first.socket.clone()),
+        target: Target::Unix(first.socket.clone().unwrap()),
         epoch: 1,
     });
     let (stop, stop_rx) = watch::channel(false);

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod python;
 pub mod redis;
 pub mod servers;
+pub mod tmpfs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;

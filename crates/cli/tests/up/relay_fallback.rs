@@ -6,12 +6,11 @@
 //!
 //! The tmpfs needs root: without it each test prints `SKIPPED` and passes.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::failover::{full_syncs, georep, text, wait_primary};
 use crate::harness::*;
+use testkit::tmpfs::Tmpfs;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
 
@@ -23,51 +22,6 @@ const UPSTREAM_FULL: &str = "georep_relay_upstream_full_syncs_total";
 const SERVED_FULL: &str = "georep_relay_syncs_served_total{kind=\"full\"}";
 const SERVED_PARTIAL: &str = "georep_relay_syncs_served_total{kind=\"partial\"}";
 const CORRUPT: &str = "georep_relay_corrupt_total";
-
-/// A tmpfs, unmounted (lazily: a relay may still hold a file) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        }
-        Ok(Self(dir.to_owned()))
-    }
-
-    /// Fills what is left with a file, up to the last byte (ENOSPC); returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.0.join("ballast");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0x5a; 64 << 10];
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("ballast: {e}"),
-            }
-        }
-        // Down to the byte: a short write leaves a page partly free.
-        while f.write(&[0x5a]).is_ok_and(|n| n == 1) {}
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
 
 /// A cluster whose region `full`'s relay store is on a 4 MiB tmpfs; `None` (after `SKIPPED`)
 /// when it cannot be mounted.
