@@ -615,9 +615,8 @@ async fn a_replica_region_redis_that_lost_its_disk_full_syncs_from_its_local_rel
 
     // eu-central-1's Redis loses its disk: no snapshot may recreate the file, the data files
     // go, the process is killed (nothing written at exit), and the supervisor starts it again.
-    // Its agent (and relay) are killed with it: a Redis restarted under a running agent can
-    // loop on -NOAUTH (the agent bug noted in the podrun tests); the relay resumes from its
-    // disk, which is the point here.
+    // Its agent (and relay) are killed with it, as when a pod is rescheduled: the relay resumes
+    // from its disk, which is the point here.
     let mut eu = env.admin(1).await;
     eu.cmd(&["CONFIG", "SET", "save", ""]).await.unwrap();
     testkit::eventually("no snapshot in progress", || async {
