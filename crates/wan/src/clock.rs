@@ -223,7 +223,7 @@ mod tests {
             assert!(now >= at, "woke {:?} early", at - now);
             precise.push(now - at);
             let at = Instant::now() + offset;
-            tokio::time::sleep_until(at.into()).await;
+            tokio::time::sleep_until(at).await;
             tokio_late.push(Instant::now().saturating_duration_since(at));
         }
         precise.sort();
