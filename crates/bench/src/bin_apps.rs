@@ -65,6 +65,10 @@ struct Args {
     /// Repetitions of each local measurement per path; the table shows medians.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Pin us-east-1's redis-server's main thread to the last CPU for every path, instead of
+    /// leaving its placement to the scheduler.
+    #[arg(long)]
+    pin_redis: bool,
 }
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
@@ -197,11 +201,11 @@ fn redis_benchmark(
     }
 }
 
-/// CPU time the threads of process `pid` have run (`/proc/PID/task/*/schedstat`, in ns), only
-/// those named `thread` if given.
-fn cpu_ns(pid: u32, thread: Option<&str>) -> anyhow::Result<u64> {
+/// `/proc/PID/task/*/schedstat` of process `pid`, summed over its threads (only those named
+/// `thread` if given): `[time run, time runnable but waiting for a CPU]`, in ns.
+fn sched_ns(pid: u32, thread: Option<&str>) -> anyhow::Result<[u64; 2]> {
     let tasks = format!("/proc/{pid}/task");
-    let mut total = 0;
+    let mut total = [0, 0];
     for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
         let dir = task?.path();
         if let Some(name) = thread {
@@ -212,11 +216,12 @@ fn cpu_ns(pid: u32, thread: Option<&str>) -> anyhow::Result<u64> {
         }
         // A thread may have ended since the listing: it no longer counts.
         if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
-            total += stat
+            let mut fields = stat
                 .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse::<u64>().ok())
-                .unwrap_or(0);
+                .map(|ns| ns.parse::<u64>().unwrap_or(0));
+            for t in &mut total {
+                *t += fields.next().unwrap_or(0);
+            }
         }
     }
     Ok(total)
@@ -231,6 +236,8 @@ struct CpuProbe {
 
 /// The endpoint's forwarding thread ([`endpoint::serve`] names it).
 const ENDPOINT_THREAD: &str = "georep-endpoint";
+/// redis-server's main thread, which runs its event loop (the others are background jobs).
+const REDIS_MAIN_THREAD: &str = "redis-server";
 
 impl CpuProbe {
     fn new(region_dir: &Path) -> anyhow::Result<Self> {
@@ -246,13 +253,35 @@ impl CpuProbe {
         })
     }
 
-    /// `[agent's forwarder, this process's forwarder, redis-server]`, in ns.
-    fn now(&self) -> anyhow::Result<[u64; 3]> {
+    /// CPU time run by `[agent's forwarder, this process's forwarder, redis-server]`, and the
+    /// time redis-server's main thread waited for a CPU while runnable, in ns.
+    fn now(&self) -> anyhow::Result<[u64; 4]> {
+        let [redis, _] = sched_ns(self.redis, None)?;
+        let [_, redis_waited] = sched_ns(self.redis, Some(REDIS_MAIN_THREAD))?;
         Ok([
-            cpu_ns(self.agent, Some(ENDPOINT_THREAD))?,
-            cpu_ns(std::process::id(), Some(ENDPOINT_THREAD))?,
-            cpu_ns(self.redis, None)?,
+            sched_ns(self.agent, Some(ENDPOINT_THREAD))?[0],
+            sched_ns(std::process::id(), Some(ENDPOINT_THREAD))?[0],
+            redis,
+            redis_waited,
         ])
+    }
+
+    /// Pins redis-server's main thread (its event loop) to the last CPU, as `taskset -p` would,
+    /// for every path alike, direct included.
+    ///
+    /// For studying placement: on two vCPUs, left to the scheduler, the kernel's wake-affine
+    /// placement often stacks Redis on the forwarder's CPU (each side's socket write wakes the
+    /// other "synchronously"), and Redis then waits for a CPU while the other one idles.
+    /// Pinned, GET through the endpoint keeps up with direct, but SET (whose replication
+    /// stream wakes the agents and the WAN emulator on the same two CPUs) falls behind.
+    fn pin_redis(&self) -> anyhow::Result<usize> {
+        let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+        let mut set = nix::sched::CpuSet::new();
+        set.set(last)?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.redis)?);
+        nix::sched::sched_setaffinity(pid, &set)
+            .with_context(|| format!("cannot pin redis-server {} to CPU {last}", self.redis))?;
+        Ok(last)
     }
 }
 
@@ -501,13 +530,20 @@ async fn measure(
     // CPU time per request of each path's forwarder and of Redis, per run: what the shared
     // machine's load does not change, unlike the rates.
     let probe = CpuProbe::new(&data_dir.join(REGIONS[0]))?;
-    let mut cpu: Vec<[Vec<f64>; 2]> = vec![Default::default(); local.len()];
+    let pinned = if args.pin_redis {
+        Some(probe.pin_redis()?)
+    } else {
+        None
+    };
+    // Per path: forwarder ns per request, redis-server ns per request, share of the run's wall
+    // time redis-server's event loop spent runnable but waiting for a CPU.
+    let mut cpu: Vec<[Vec<f64>; 3]> = vec![Default::default(); local.len()];
     // redis-benchmark runs block this thread; the runtime's other threads carry the links.
     let tput = tokio::task::block_in_place(|| {
         side_by_side(args.reps, &local, |p| {
-            let before = probe.now()?;
+            let (before, started) = (probe.now()?, Instant::now());
             let samples = redis_benchmark(benchmark, p, args.requests, 50, 16)?;
-            let after = probe.now()?;
+            let (after, wall) = (probe.now()?, started.elapsed());
             let path = local.iter().position(|(_, port)| *port == p).unwrap_or(0);
             let per_request =
                 |i: usize| after[i].saturating_sub(before[i]) as f64 / (2 * args.requests) as f64;
@@ -516,12 +552,17 @@ async fn measure(
                 2 => per_request(1),
                 _ => 0.0,
             };
+            let waited = after[3].saturating_sub(before[3]) as f64 / wall.as_nanos() as f64;
             eprintln!(
-                "             CPU per request: forwarder {forwarder:.0} ns, redis-server {:.0} ns",
-                per_request(2)
+                "  {:<10} CPU per request: forwarder {forwarder:.0} ns, redis-server {:.0} ns; \
+                 redis-server waited for a CPU {:.0} % of the run",
+                local[path].0,
+                per_request(2),
+                waited * 100.0
             );
             cpu[path][0].push(forwarder);
             cpu[path][1].push(per_request(2));
+            cpu[path][2].push(waited);
             Ok(samples)
         })
     })?;
@@ -610,6 +651,17 @@ async fn measure(
         ns(&cpu[1][1]),
         ns(&cpu[2][0]),
         ns(&cpu[2][1]),
+    ));
+    let pct = |v: &Vec<f64>| median(v.clone()) * 100.0;
+    t.push_str(&format!(
+        "| redis-server runnable but waiting for a CPU, share of a `-P 16` run ({}) | — | {:.0} % | {:.0} % | — | {:.0} % | — | — |\n",
+        match pinned {
+            Some(cpu) => format!("pinned to CPU {cpu} for every path"),
+            None => "not pinned".to_owned(),
+        },
+        pct(&cpu[0][2]),
+        pct(&cpu[1][2]),
+        pct(&cpu[2][2]),
     ));
     t.push_str(
         "\n| measurement | command | direct (median) | through the endpoint (median) | result (median of pairs) | target |\n\

@@ -186,13 +186,32 @@ fn intro(cluster: &Cluster) {
         ports.sentinel,
         t.name
     );
+    // Commands to paste into another terminal, which may be in another directory and may not
+    // have this binary on its PATH (the quick start runs it from `target/release`).
+    let georep = self_command();
+    let file = std::fs::canonicalize(&t.source).unwrap_or_else(|_| t.source.clone());
+    if let [a, b, ..] = &t.regions[..] {
+        say!(
+            "Cut the WAN between two regions: {georep} link cut {} {} {}\n",
+            a.name,
+            b.name,
+            file.display()
+        );
+    }
     say!(
-        "Cut the WAN between two regions: georep link cut {} {}\n",
-        t.regions[0].name,
-        t.regions[1].name
+        "Status from another terminal:    {georep} status {}\n\n",
+        file.display()
     );
-    say!(
-        "Status from another terminal:    georep status {}\n\n",
-        t.source.display()
-    );
+}
+
+/// How another shell reaches this binary: `georep` when that is what its PATH finds, else the
+/// full path.
+fn self_command() -> String {
+    let here = std::env::current_exe().and_then(std::fs::canonicalize);
+    let found = local::process::which("georep").map(std::fs::canonicalize);
+    match (here, found) {
+        (Ok(here), Some(Ok(found))) if here == found => "georep".to_owned(),
+        (Ok(here), _) => here.display().to_string(),
+        (Err(_), _) => "georep".to_owned(),
+    }
 }

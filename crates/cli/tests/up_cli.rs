@@ -99,8 +99,20 @@ async fn up_status_link_and_a_clean_stop_leaving_no_process_behind() {
         .flat_map(|p| [p.redis.unwrap(), p.agent.unwrap()])
         .collect();
 
-    let cut = Command::new(GEOREP)
-        .args(["link", "cut", "us-east-1", "eu-central-1", ts])
+    // The banner's own command, pasted into a shell elsewhere whose PATH lacks georep.
+    let banner = up.stdout();
+    let pasted = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("Cut the WAN between two regions: "))
+        .unwrap_or_else(|| panic!("no link cut line in the banner:\n{banner}"));
+    assert!(
+        pasted.ends_with(&format!("link cut us-east-1 eu-central-1 {ts}")),
+        "{pasted}"
+    );
+    let cut = Command::new("sh")
+        .args(["-c", pasted])
+        .current_dir("/")
+        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
     assert!(

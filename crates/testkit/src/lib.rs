@@ -74,28 +74,31 @@ pub async fn wait_listening(addr: SocketAddr) {
 pub struct Proc {
     child: Child,
     name: String,
+    stdout: tempfile::NamedTempFile,
     stderr: tempfile::NamedTempFile,
 }
 
 impl Proc {
-    /// Starts `program args…` with stdout discarded and stderr captured to a temporary file.
+    /// Starts `program args…` with stdout and stderr captured to temporary files.
     pub fn spawn(program: impl AsRef<Path>, args: &[&str]) -> Self {
         Self::spawn_with(Command::new(program.as_ref()).args(args))
     }
 
     /// Starts a prepared command (for extra environment variables and the like).
     pub fn spawn_with(cmd: &mut Command) -> Self {
+        let stdout = tempfile::NamedTempFile::new().expect("temp file");
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let name = format!("{cmd:?}");
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout.reopen().expect("reopen temp file"))
             .stderr(stderr.reopen().expect("reopen temp file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self {
             child,
             name,
+            stdout,
             stderr,
         }
     }
@@ -108,6 +111,11 @@ impl Proc {
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) {
         let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.stdout.path()).unwrap_or_default()
     }
 
     /// Everything the process wrote to stderr so far.

@@ -159,30 +159,6 @@ fn first_after(acks: &Acks, t: f64) -> f64 {
         .fold(t + 10.0, f64::min)
 }
 
-async fn georep(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(GEOREP)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-async fn wait_primary(env: &Env, p: usize) {
-    for (i, name) in REGIONS.iter().enumerate() {
-        testkit::eventually(&format!("{name} follows {}", REGIONS[p]), || async {
-            let s = env.try_status(i).await?;
-            let ok = s["primary"] == REGIONS[p]
-                && if i == p {
-                    s["role"] == "primary" && s["fenced"].is_null()
-                } else {
-                    s["role"] == "replica" && s["link"] == "up"
-                };
-            ok.then_some(())
-        })
-        .await;
-    }
-}
-
 fn port(s: &serde_json::Value, field: &str) -> u16 {
     let addr: SocketAddr = s[field]
         .as_str()
@@ -196,7 +172,7 @@ fn port(s: &serde_json::Value, field: &str) -> u16 {
 async fn redis_py_follows_switchovers_and_a_forced_promotion_through_a_replica_region() {
     let venv = testkit::python::Venv::get();
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0).await;
+    env.wait_primary(0).await;
     let topology = env.topology.display().to_string();
     let status = env.status(APP_REGION).await;
     let (endpoint, sentinel) = (
@@ -231,15 +207,7 @@ async fn redis_py_follows_switchovers_and_a_forced_promotion_through_a_replica_r
     for n in 0..SWITCHOVERS {
         let to = 1 - primary;
         let started = now();
-        let out = georep(&[
-            "failover",
-            "--to",
-            REGIONS[to],
-            "--timeout",
-            "5s",
-            &topology,
-        ])
-        .await;
+        let out = env.failover(to, "5s").await;
         assert!(
             out.status.success(),
             "switchover {n}: {}{}",
@@ -248,7 +216,7 @@ async fn redis_py_follows_switchovers_and_a_forced_promotion_through_a_replica_r
         );
         switches.push((started, now()));
         primary = to;
-        wait_primary(&env, primary).await;
+        env.wait_primary(primary).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let phase1_end = now();
@@ -355,4 +323,61 @@ async fn redis_py_follows_switchovers_and_a_forced_promotion_through_a_replica_r
             REGIONS[1]
         );
     }
+}
+
+/// `CLIENT INFO` through region `i`'s primary endpoint: how the primary's Redis sees the
+/// endpoint's connection.
+async fn client_info_through_endpoint(env: &Env, i: usize) -> String {
+    let endpoint = SocketAddr::from((
+        [127, 0, 0, 1],
+        port(&env.status(i).await, "primary_endpoint"),
+    ));
+    let mut c = resp::Conn::connect(
+        endpoint,
+        Some(&env.cluster.app_login()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    c.cmd(&["CLIENT", "INFO"])
+        .await
+        .unwrap()
+        .text()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoint_reaches_a_local_primary_on_its_unix_socket_and_a_remote_one_through_the_tunnel(
+) {
+    let env = Env::start(&REGIONS[..2], 10).await;
+    for primary in [0, 1] {
+        if primary == 1 {
+            let out = env.failover(1, "5s").await;
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        env.wait_primary(primary).await;
+        for i in [0, 1] {
+            // Redis flags a client on its Unix socket `U`; the tunnel server reaches it over TCP.
+            let info = client_info_through_endpoint(&env, i).await;
+            let flags = info
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("flags="))
+                .unwrap_or_else(|| panic!("no flags in CLIENT INFO: {info}"));
+            let local = i == primary;
+            assert_eq!(
+                flags.contains('U'),
+                local,
+                "{}'s endpoint under primary {}: {info}",
+                REGIONS[i],
+                REGIONS[primary]
+            );
+            assert_eq!(info.contains("redis.sock"), local, "{info}");
+        }
+    }
+    // The socket lives in the region's directory, which only georep's user can enter.
+    let dir = Env::data_dir(env.dir.path()).join(REGIONS[0]);
+    assert!(dir.join("redis.sock").exists());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
 }

@@ -321,14 +321,6 @@ fn write_topology_without_data(env: &Env) -> std::path::PathBuf {
     path
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_thousand_idle_connections_do_not_lock_out_probes_or_operators() {
     let env = Env::start(&REGIONS, 5).await;

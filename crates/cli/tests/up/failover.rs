@@ -186,22 +186,6 @@ pub(crate) async fn assert_acked_everywhere(
     .await;
 }
 
-pub(crate) async fn georep(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(GEOREP)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-pub(crate) fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Sum of `sync_full` over every region's Redis.
 pub(crate) async fn full_syncs(env: &Env, regions: usize) -> i64 {
     let mut total = 0;
@@ -210,26 +194,6 @@ pub(crate) async fn full_syncs(env: &Env, regions: usize) -> i64 {
         total += info.int("sync_full").unwrap_or(0);
     }
     total
-}
-
-/// Waits until region `p` is the unfenced primary and every other region replicates from it.
-pub(crate) async fn wait_primary(env: &Env, p: usize, names: &[&str]) {
-    for i in 0..names.len() {
-        testkit::eventually(
-            &format!("{} settled under {}", names[i], names[p]),
-            || async {
-                let s = env.try_status(i).await?;
-                let ok = s["primary"] == names[p]
-                    && if i == p {
-                        s["role"] == "primary" && s["fenced"].is_null()
-                    } else {
-                        s["role"] == "replica" && s["link"] == "up"
-                    };
-                ok.then_some(())
-            },
-        )
-        .await;
-    }
 }
 
 pub(crate) fn addrs(env: &Env, n: usize) -> Vec<SocketAddr> {
@@ -247,8 +211,7 @@ const SWITCHOVERS: usize = 20;
 #[tokio::test(flavor = "multi_thread")]
 async fn planned_switchovers_under_load_lose_no_acknowledged_write() {
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0, &REGIONS).await;
-    let topology = env.topology.display().to_string();
+    env.wait_primary(0).await;
     let fulls = full_syncs(&env, 2).await;
     let roles = Roles::start(addrs(&env, 2), env.cluster.admin_login());
     let history = History::start(addrs(&env, 2), env.cluster.app_login());
@@ -257,15 +220,7 @@ async fn planned_switchovers_under_load_lose_no_acknowledged_write() {
     let mut primary = 0;
     for n in 0..SWITCHOVERS {
         let to = 1 - primary;
-        let out = georep(&[
-            "failover",
-            "--to",
-            REGIONS[to],
-            "--timeout",
-            "5s",
-            &topology,
-        ])
-        .await;
+        let out = env.failover(to, "5s").await;
         assert!(out.status.success(), "switchover {n}: {}", text(&out));
         let said = text(&out);
         let pause: u64 = said
@@ -276,7 +231,7 @@ async fn planned_switchovers_under_load_lose_no_acknowledged_write() {
             .unwrap_or_else(|| panic!("no pause in {said:?}"));
         pauses.push(pause);
         primary = to;
-        wait_primary(&env, primary, &REGIONS).await;
+        env.wait_primary(primary).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = history.stop().await;
@@ -320,8 +275,7 @@ async fn planned_switchovers_under_load_lose_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_that_cannot_catch_up_aborts_within_the_timeout_and_loses_nothing() {
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0, &REGIONS).await;
-    let topology = env.topology.display().to_string();
+    env.wait_primary(0).await;
     let history = History::start(addrs(&env, 2), env.cluster.app_login());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -333,15 +287,7 @@ async fn a_target_that_cannot_catch_up_aborts_within_the_timeout_and_loses_nothi
     slow.latency = Duration::from_secs(3);
     link.set_params(slow);
     let t = Instant::now();
-    let out = georep(&[
-        "failover",
-        "--to",
-        "eu-central-1",
-        "--timeout",
-        "1s",
-        &topology,
-    ])
-    .await;
+    let out = env.failover(1, "1s").await;
     let took = t.elapsed();
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("did not catch up"), "{}", text(&out));
@@ -352,15 +298,7 @@ async fn a_target_that_cannot_catch_up_aborts_within_the_timeout_and_loses_nothi
     let pid = env.cluster.pids().await[1].redis.unwrap() as i32;
     kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     let t = Instant::now();
-    let out = georep(&[
-        "failover",
-        "--to",
-        "eu-central-1",
-        "--timeout",
-        "2s",
-        &topology,
-    ])
-    .await;
+    let out = env.failover(1, "2s").await;
     let took = t.elapsed();
     kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
     assert!(!out.status.success(), "{}", text(&out));
@@ -372,7 +310,7 @@ async fn a_target_that_cannot_catch_up_aborts_within_the_timeout_and_loses_nothi
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = history.stop().await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     let lost = missing(&env, 0, &acked).await;
     assert!(lost.is_empty(), "{} acknowledged writes lost", lost.len());
     assert_eq!(env.status(0).await["epoch"], 1);
@@ -381,7 +319,7 @@ async fn a_target_that_cannot_catch_up_aborts_within_the_timeout_and_loses_nothi
 #[tokio::test(flavor = "multi_thread")]
 async fn two_failovers_at_once_one_wins_and_the_other_says_why() {
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     let topology = env.topology.display().to_string();
     let args = ["failover", "--to", "eu-central-1", topology.as_str()];
     let (a, b) = tokio::join!(georep(&args), georep(&args));
@@ -393,14 +331,14 @@ async fn two_failovers_at_once_one_wins_and_the_other_says_why() {
         why.contains("in progress") || why.contains("not the primary"),
         "{why}"
     );
-    wait_primary(&env, 1, &REGIONS).await;
+    env.wait_primary(1).await;
     assert_eq!(env.status(1).await["epoch"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emergency_promotion_fences_the_old_primary_when_it_returns() {
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     let topology = env.topology.display().to_string();
     let history = History::start(vec![env.redis_addr(0)], env.cluster.app_login());
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -483,7 +421,7 @@ async fn an_emergency_promotion_fences_the_old_primary_when_it_returns() {
         })
     };
     env.cluster.start_region(0).await.unwrap();
-    wait_primary(&env, 1, &REGIONS).await;
+    env.wait_primary(1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     prober.await.unwrap();
@@ -509,7 +447,7 @@ async fn an_emergency_promotion_fences_the_old_primary_when_it_returns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_mid_switchover_leaves_exactly_one_primary() {
     let env = Env::start(&REGIONS, 45).await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     let topology = env.topology.display().to_string();
     let history = History::start(addrs(&env, 2), env.cluster.app_login());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -531,7 +469,7 @@ async fn an_agent_killed_mid_switchover_leaves_exactly_one_primary() {
         REGIONS.iter().position(|r| *r == p)
     })
     .await;
-    wait_primary(&env, primary, &REGIONS).await;
+    env.wait_primary(primary).await;
     let roles = Roles::start(addrs(&env, 2), env.cluster.admin_login());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acked = history.stop().await;
@@ -545,7 +483,7 @@ async fn an_agent_killed_mid_switchover_leaves_exactly_one_primary() {
 async fn a_third_region_follows_the_new_primary_with_a_partial_resync() {
     let names = ["us-east-1", "eu-central-1", "ap-southeast-1"];
     let env = Env::start(&names, 45).await;
-    wait_primary(&env, 0, &names).await;
+    env.wait_primary(0).await;
     let topology = env.topology.display().to_string();
     let fulls = full_syncs(&env, 3).await;
     let history = History::start(addrs(&env, 3), env.cluster.app_login());
@@ -553,7 +491,7 @@ async fn a_third_region_follows_the_new_primary_with_a_partial_resync() {
     let out = georep(&["failover", "--to", "ap-southeast-1", &topology]).await;
     assert!(out.status.success(), "{}", text(&out));
     // Both other regions, the old primary included, re-point to the new one.
-    wait_primary(&env, 2, &names).await;
+    env.wait_primary(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = history.stop().await;
     let lost = missing(&env, 2, &acked).await;

@@ -13,6 +13,24 @@ use topology::Topology;
 
 pub const GEOREP: &str = env!("CARGO_BIN_EXE_georep");
 
+/// Runs `georep args…` to the end.
+pub async fn georep(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(GEOREP)
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// What a command printed, stdout then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub topology: PathBuf,
@@ -132,6 +150,44 @@ impl Env {
 
     fn t(&self) -> &Topology {
         self.cluster.topology()
+    }
+
+    /// Region `i`'s name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.t().regions[i].name
+    }
+
+    /// `georep failover --to <region to> --timeout <timeout>`, run to the end.
+    pub async fn failover(&self, to: usize, timeout: &str) -> std::process::Output {
+        let topology = self.topology.display().to_string();
+        georep(&[
+            "failover",
+            "--to",
+            self.name(to),
+            "--timeout",
+            timeout,
+            &topology,
+        ])
+        .await
+    }
+
+    /// Waits until region `p` is the unfenced primary and every other region replicates from it.
+    pub async fn wait_primary(&self, p: usize) {
+        let primary = self.name(p);
+        for i in 0..self.t().regions.len() {
+            let what = format!("{} settled under {primary}", self.name(i));
+            testkit::eventually(&what, || async {
+                let s = self.try_status(i).await?;
+                let ok = s["primary"] == primary
+                    && if i == p {
+                        s["role"] == "primary" && s["fenced"].is_null()
+                    } else {
+                        s["role"] == "replica" && s["link"] == "up"
+                    };
+                ok.then_some(())
+            })
+            .await;
+        }
     }
 
     pub fn redis_addr(&self, i: usize) -> SocketAddr {

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use resp::Value;
 
-use crate::failover::{
-    assert_acked_everywhere, full_syncs, georep, missing, text, wait_primary, History,
-};
+use crate::failover::{assert_acked_everywhere, full_syncs, missing, History};
 use crate::harness::*;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-central-1"];
@@ -87,7 +85,7 @@ async fn same_data(env: &Env, big: usize) {
 
 async fn start() -> Env {
     let env = Env::start_with(&REGIONS, 5, RELAY_TOPOLOGY).await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     env
 }
 
@@ -219,7 +217,6 @@ async fn a_cut_that_overruns_the_redis_backlog_heals_through_the_relays_without_
 #[tokio::test(flavor = "multi_thread")]
 async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync() {
     let env = start().await;
-    let topology = env.topology.display().to_string();
     let history = History::start(
         (0..2).map(|i| env.redis_addr(i)).collect(),
         env.cluster.app_login(),
@@ -231,15 +228,7 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
     let mut primary = 0;
     for n in 0..SWITCHOVERS {
         let to = 1 - primary;
-        let out = georep(&[
-            "failover",
-            "--to",
-            REGIONS[to],
-            "--timeout",
-            "5s",
-            &topology,
-        ])
-        .await;
+        let out = env.failover(to, "5s").await;
         assert!(
             out.status.success(),
             "switchover {n} to {}: {}",
@@ -247,7 +236,7 @@ async fn planned_switchovers_through_the_relays_lose_nothing_and_never_full_sync
             text(&out)
         );
         primary = to;
-        wait_primary(&env, primary, &REGIONS).await;
+        env.wait_primary(primary).await;
         // The relays follow: the new primary region's from its Redis, the other from it.
         testkit::eventually("relays re-pointed", || async {
             let p = env.try_status(primary).await?;
@@ -461,7 +450,7 @@ async fn a_forced_promotion_through_the_relays_keeps_every_write_that_reached_th
 
     // The old primary region comes back as a replica through the relays and converges.
     env.cluster.start_region(0).await.unwrap();
-    wait_primary(&env, 1, &REGIONS).await;
+    env.wait_primary(1).await;
     let survivor: Vec<String> = before[..reached].iter().chain(&after).cloned().collect();
     testkit::eventually(
         "the returned region holds the survivor's writes",
@@ -526,7 +515,7 @@ async fn a_restarted_up_resumes_from_the_relays_disks_with_partial_resyncs() {
     env.wait_link(1, "up").await;
 
     let env = env.restart().await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     let mut app = env.app(0).await;
     for i in 0..500 {
         app.cmd(&["SET", &format!("after:{i}"), "x"]).await.unwrap();

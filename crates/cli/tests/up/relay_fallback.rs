@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::failover::{full_syncs, georep, text, wait_primary};
+use crate::failover::full_syncs;
 use crate::harness::*;
 use testkit::tmpfs::Tmpfs;
 
@@ -36,7 +36,7 @@ async fn start_with_small_relay_disk(full: usize) -> Option<(Env, Tmpfs)> {
         }
     };
     let env = Env::start_in(dir, &REGIONS, 5, RELAY_TOPOLOGY).await;
-    wait_primary(&env, 0, &REGIONS).await;
+    env.wait_primary(0).await;
     Some((env, tmpfs))
 }
 
