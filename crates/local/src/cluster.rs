@@ -287,11 +287,25 @@ impl Cluster {
             )
             .await
             {
-                Ok(mut conn) => {
+                Ok(mut conn) => match conn.cmd(&["SHUTDOWN", "SAVE"]).await {
+                    // Redis refuses when its final save fails (a full disk, a data directory
+                    // gone) and stays up; SIGTERM would fail the same way. `SHUTDOWN NOSAVE`
+                    // still flushes and fsyncs the AOF, the durable copy after an unclean stop.
+                    Err(resp::Error::Command { message, .. }) => {
+                        tracing::warn!(
+                            region = %name,
+                            error = %message,
+                            "redis refused SHUTDOWN SAVE; stopping it without a final snapshot"
+                        );
+                        let _ = conn.cmd(&["SHUTDOWN", "NOSAVE"]).await;
+                        let _ = redis.wait_exit(Duration::from_secs(5)).await;
+                        false
+                    }
                     // The connection closes as Redis exits; that is the expected "reply".
-                    let _ = conn.cmd(&["SHUTDOWN", "SAVE"]).await;
-                    matches!(redis.wait_exit(Duration::from_secs(20)).await, Some(s) if s.success())
-                }
+                    _ => {
+                        matches!(redis.wait_exit(Duration::from_secs(20)).await, Some(s) if s.success())
+                    }
+                },
                 Err(_) => false,
             };
             if clean {

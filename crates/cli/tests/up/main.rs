@@ -288,6 +288,26 @@ async fn stopping_and_starting_again_resumes_without_a_full_resync() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_cannot_save_at_the_stop_is_stopped_without_waiting_it_out() {
+    let env = Env::start(&["us-east-1", "eu-central-1"], 5).await;
+    env.wait_replicas_up().await;
+    // The replica region's directory disappears (as when a disk is lost): its Redis refuses
+    // `SHUTDOWN SAVE`, since the snapshot cannot be written.
+    let gone = Env::data_dir(env.dir.path()).join("eu-central-1");
+    std::fs::remove_dir_all(&gone).unwrap();
+    let pids = env.cluster.pids().await;
+    let started = Instant::now();
+    env.cluster.stop().await;
+    let took = started.elapsed();
+    // Waiting out the refusal took 20 s, then 10 s more for SIGTERM (which fails the same way).
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    for pid in pids.iter().flat_map(|p| [p.redis, p.agent]).flatten() {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        assert!(!alive, "process {pid} outlived the stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn replicas_refuse_writes_and_acl_users_are_locked_down() {
     let env = Env::start(&["us-east-1", "eu-central-1"], 5).await;
     env.wait_replicas_up().await;
