@@ -202,17 +202,15 @@ fn table(topology: &Topology, phase: Phase<'_>) -> Vec<(&'static str, String)> {
 mod tests {
     use super::*;
 
+    /// Parsed, not loaded: the tests of this module run at once, and one file shared by all of
+    /// them was once read half-written by one test while another rewrote it.
     fn topology() -> Topology {
-        let dir = std::env::temp_dir().join(format!("region-spec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.toml");
-        std::fs::write(
-            &path,
+        Topology::parse(
             "name = \"t\"\nprimary = \"a\"\n\n[[region]]\nname = \"a\"\nendpoint = \"a.example:56379\"\n\n\
              [[region]]\nname = \"b\"\nendpoint = \"b.example:56379\"\n",
+            std::path::Path::new("/etc/georep/t.toml"),
         )
-        .unwrap();
-        Topology::load(&path).unwrap()
+        .unwrap()
     }
 
     #[test]
