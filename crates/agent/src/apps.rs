@@ -178,6 +178,7 @@ mod tests {
             reconcile_every: std::time::Duration::from_secs(1),
             state_dir: "/nonexistent".into(),
             primary_endpoint: Some("0.0.0.0:7104".parse().unwrap()),
+            endpoint_busy_poll: std::time::Duration::ZERO,
             sentinel: Some("127.0.0.1:7105".parse().unwrap()),
             control: None,
             operator_tokens: Vec::new(),

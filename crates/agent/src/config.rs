@@ -53,6 +53,9 @@ pub struct AgentConfig {
     pub redis_conf: Option<std::path::PathBuf>,
     /// Where the primary endpoint listens (`None`: no endpoint).
     pub primary_endpoint: Option<SocketAddr>,
+    /// How long the endpoint's forwarding thread may keep polling after traffic before it
+    /// sleeps (adaptive; zero: never). See [`endpoint::Limits::busy_poll`].
+    pub endpoint_busy_poll: Duration,
     /// Where the Sentinel-compatible port listens (`None`: none).
     pub sentinel: Option<SocketAddr>,
     /// The address the Sentinel port gives clients for our Redis (in a pod: the `redis`

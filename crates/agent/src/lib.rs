@@ -320,13 +320,18 @@ fn spawn_app_ports(
         let metrics =
             endpoint::EndpointMetrics::register(registry.sub_registry_with_prefix("endpoint"));
         let stop = shutdown.receiver();
+        let busy_poll = c.endpoint_busy_poll;
         tracing::info!(
             addr = ?listener.local_addr().ok(),
             redis_socket = ?c.redis_socket,
+            ?busy_poll,
             "primary endpoint ready"
         );
         tasks.spawn(async move {
-            let limits = endpoint::Limits::default();
+            let limits = endpoint::Limits {
+                busy_poll,
+                ..endpoint::Limits::default()
+            };
             if let Err(e) = endpoint::serve(listener, route, limits, metrics, stop).await {
                 tracing::error!(error = %e, "primary endpoint failed");
             }

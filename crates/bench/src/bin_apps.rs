@@ -4,15 +4,15 @@
 //! ```text
 //!  local   redis-benchmark ─► us-east-1's Redis                          (direct)
 //!          redis-benchmark ─► us-east-1's primary endpoint ─► its Redis's Unix socket (endpoint)
-//!          redis-benchmark ─► an endpoint in this process ─► its Redis over TCP     (ep. TCP)
+//!          redis-benchmark ─► an endpoint in this process, busy-polling ─► the same socket (ep. poll)
 //!  remote  redis-benchmark ══ WAN ══► us-east-1's Redis                  (direct over the WAN)
 //!          redis-benchmark ─► eu-central-1's tunnel client ══ WAN ══► us-east-1's Redis (tunnel)
 //!          redis-benchmark ─► eu-central-1's primary endpoint ─► the same tunnel ══►   (endpoint)
 //! ```
 //!
 //! The in-process endpoint runs the same code as the agent's, on a thread of its own as there,
-//! with the route the agent used before it reached its local Redis on a Unix socket: both
-//! routes side by side against the direct path in one run.
+//! with busy-polling on (`--busy-poll`, the agent's `--endpoint-busy-poll`): the agent's
+//! default and the polling endpoint side by side against the direct path in one run.
 //!
 //! The remote figures are compared with the round trip of the same emulated WAN measured in the
 //! same run, not with the nominal 2 × latency: "direct over the WAN" is a link of the same
@@ -65,6 +65,9 @@ struct Args {
     /// Repetitions of each local measurement per path; the table shows medians.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// How long the in-process endpoint busy-polls after traffic (its `Limits::busy_poll`).
+    #[arg(long, value_name = "DURATION", value_parser = topology::parse_duration, default_value = "100us")]
+    busy_poll: Duration,
     /// Pin us-east-1's redis-server's main thread to the last CPU for every path, instead of
     /// leaving its placement to the scheduler.
     #[arg(long)]
@@ -330,29 +333,26 @@ async fn emulated_link(
     ))
 }
 
-/// An endpoint in this process, forwarding to `redis` over TCP at a fixed epoch: its port, the
-/// route's sender (dropping it would close the connections) and its stop switch.
-async fn tcp_endpoint(
-    redis: SocketAddr,
+/// An endpoint in this process, forwarding to the Redis on the Unix socket `redis` at a fixed
+/// epoch and busy-polling for up to `busy_poll`: its port, the route (kept alive) and its stop.
+async fn polling_endpoint(
+    redis: PathBuf,
+    busy_poll: Duration,
 ) -> anyhow::Result<(u16, watch::Sender<endpoint::Route>, watch::Sender<bool>)> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
     let (route, routes) = watch::channel(endpoint::Route::Primary {
-        target: endpoint::Target::Tcp(redis),
+        target: endpoint::Target::Unix(redis),
         epoch: 1,
     });
     let (stop, stopped) = watch::channel(false);
+    let limits = endpoint::Limits {
+        busy_poll,
+        ..endpoint::Limits::default()
+    };
     tokio::spawn(async move {
         let metrics = endpoint::EndpointMetrics::default();
-        if let Err(e) = endpoint::serve(
-            listener,
-            routes,
-            endpoint::Limits::default(),
-            metrics,
-            stopped,
-        )
-        .await
-        {
+        if let Err(e) = endpoint::serve(listener, routes, limits, metrics, stopped).await {
             eprintln!("the in-process endpoint failed: {e}");
         }
     });
@@ -501,12 +501,13 @@ async fn measure(
     std::fs::write(&acl, text).with_context(|| format!("cannot write {}", acl.display()))?;
     admin.cmd(&["ACL", "LOAD"]).await?;
 
-    // The agent's endpoint must be on the socket route, the bench's on TCP: Redis flags a
-    // client on its Unix socket with `U`.
-    let (tcp_endpoint, _tcp_route, stop_tcp_endpoint) = tcp_endpoint(addr(us.redis)).await?;
+    // Both endpoints must be on the socket route: Redis flags a client on its Unix socket `U`.
+    let socket = data_dir.join(REGIONS[0]).join("redis.sock");
+    let (polling_endpoint, _polling_route, stop_polling_endpoint) =
+        polling_endpoint(socket, args.busy_poll).await?;
     for (what, port, unix) in [
         ("us-east-1's endpoint", us.primary_endpoint, true),
-        ("the in-process endpoint", tcp_endpoint, false),
+        ("the in-process endpoint", polling_endpoint, true),
     ] {
         let mut c = Conn::connect(addr(port), Some(&app), Duration::from_secs(2)).await?;
         let info = c.cmd(&["CLIENT", "INFO"]).await?.text().unwrap_or_default();
@@ -524,7 +525,7 @@ async fn measure(
     let local = [
         ("direct", us.redis),
         ("endpoint", us.primary_endpoint),
-        ("ep. TCP", tcp_endpoint),
+        ("ep. poll", polling_endpoint),
     ];
     eprintln!("throughput, -P 16, 50 clients, {} requests:", args.requests);
     // CPU time per request of each path's forwarder and of Redis, per run: what the shared
@@ -597,7 +598,7 @@ async fn measure(
         })
     });
     let _ = stop_links.send(true);
-    let _ = stop_tcp_endpoint.send(true);
+    let _ = stop_polling_endpoint.send(true);
     let wan = wan?;
 
     let med = |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
@@ -611,12 +612,12 @@ async fn measure(
     let p50 = |s: &Sample| s.p50_ms;
     let rtt = 2.0 * args.latency_ms as f64;
     let mut t = String::from(
-        "| measurement | command | direct (median) | endpoint, Unix socket (median) | result (median of pairs) | endpoint, TCP (median) | result (median of pairs) | target |\n\
+        "| measurement | command | direct (median) | endpoint (median) | result (median of pairs) | endpoint, busy-polling (median) | result (median of pairs) | target |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for (c, name) in ["SET", "GET"].iter().enumerate() {
-        let [d, unix, tcp] = [0, 1, 2].map(|p| med(&tput[p][c], rps));
-        let [r_unix, r_tcp] =
+        let [d, plain, poll] = [0, 1, 2].map(|p| med(&tput[p][c], rps));
+        let [r_plain, r_poll] =
             [1, 2].map(|p| paired(&tput[0][c], &tput[p][c], |d, e| e.rps / d.rps));
         let spread = |p: usize| {
             let r: Vec<f64> = tput[0][c]
@@ -630,17 +631,17 @@ async fn measure(
             format!("{lo:.2}–{hi:.2}")
         };
         t.push_str(&format!(
-            "| local primary, throughput `-P 16` | {name} | {d:.0}/s | {unix:.0}/s | {r_unix:.2}× (pairs {}) | {tcp:.0}/s | {r_tcp:.2}× (pairs {}) | ≥ 0.8× |\n",
+            "| local primary, throughput `-P 16` | {name} | {d:.0}/s | {plain:.0}/s | {r_plain:.2}× (pairs {}) | {poll:.0}/s | {r_poll:.2}× (pairs {}) | ≥ 0.8× |\n",
             spread(1),
             spread(2),
         ));
     }
     for (c, name) in ["SET", "GET"].iter().enumerate() {
-        let [d, unix, tcp] = [0, 1, 2].map(|p| med(&lat[p][c], p50) * 1000.0);
-        let [a_unix, a_tcp] =
+        let [d, plain, poll] = [0, 1, 2].map(|p| med(&lat[p][c], p50) * 1000.0);
+        let [a_plain, a_poll] =
             [1, 2].map(|p| paired(&lat[0][c], &lat[p][c], |d, e| e.p50_ms - d.p50_ms) * 1000.0);
         t.push_str(&format!(
-            "| local primary, p50 latency `-c 1 -P 1` | {name} | {d:.0} µs | {unix:.0} µs | +{a_unix:.0} µs | {tcp:.0} µs | +{a_tcp:.0} µs | ≤ +50 µs |\n",
+            "| local primary, p50 latency `-c 1 -P 1` | {name} | {d:.0} µs | {plain:.0} µs | {a_plain:+.0} µs | {poll:.0} µs | {a_poll:+.0} µs | ≤ +50 µs |\n",
         ));
     }
     let ns = |v: &Vec<f64>| median(v.clone());

@@ -76,6 +76,18 @@ pub(crate) struct AgentArgs {
     /// the tunnel to the primary region). Off unless given.
     #[arg(long, value_name = "ADDR")]
     primary_endpoint: Option<SocketAddr>,
+    /// How long the primary endpoint's forwarding thread keeps polling after traffic before it
+    /// sleeps (e.g. 100us). Cuts the latency a request pays for the extra hop (two wake-ups of
+    /// the thread) for CPU time while traffic is dense; the window shrinks to nothing when
+    /// traffic is sparse, and polling lets other runnable threads go first. 0: sleep at once.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = topology::parse_duration,
+        default_value = "0",
+        env = "GEOREP_ENDPOINT_BUSY_POLL"
+    )]
+    endpoint_busy_poll: Duration,
     /// The Sentinel-compatible discovery port. Off unless given.
     #[arg(long, value_name = "ADDR")]
     sentinel: Option<SocketAddr>,
@@ -185,6 +197,7 @@ impl AgentArgs {
             state_dir: self.state_dir,
             redis_conf: self.redis_conf,
             primary_endpoint: self.primary_endpoint,
+            endpoint_busy_poll: self.endpoint_busy_poll,
             sentinel: self.sentinel,
             announce_redis: self.announce_redis,
             announce_endpoint: self.announce_endpoint,

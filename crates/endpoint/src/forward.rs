@@ -10,6 +10,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::busy_poll::Activity;
 use crate::metrics::{Direction, EndpointMetrics};
 
 /// Big enough for `redis-benchmark -P 16` batches in one read.
@@ -28,6 +29,7 @@ pub(crate) async fn relay(
     client: &mut TcpStream,
     primary: &mut Upstream,
     metrics: &EndpointMetrics,
+    activity: &Activity,
 ) -> io::Result<()> {
     // Each stream's own borrowed halves: no lock between the two directions, unlike
     // `tokio::io::split`.
@@ -35,11 +37,11 @@ pub(crate) async fn relay(
     match primary {
         Upstream::Tcp(s) => {
             let (r, w) = s.split();
-            both_ways(client_read, client_write, r, w, metrics).await
+            both_ways(client_read, client_write, r, w, metrics, activity).await
         }
         Upstream::Unix(s) => {
             let (r, w) = s.split();
-            both_ways(client_read, client_write, r, w, metrics).await
+            both_ways(client_read, client_write, r, w, metrics, activity).await
         }
     }
 }
@@ -50,9 +52,22 @@ async fn both_ways(
     primary_read: impl AsyncRead + Unpin,
     primary_write: impl AsyncWrite + Unpin,
     metrics: &EndpointMetrics,
+    activity: &Activity,
 ) -> io::Result<()> {
-    let up = pump(client_read, primary_write, Direction::ToPrimary, metrics);
-    let down = pump(primary_read, client_write, Direction::ToClient, metrics);
+    let up = pump(
+        client_read,
+        primary_write,
+        Direction::ToPrimary,
+        metrics,
+        activity,
+    );
+    let down = pump(
+        primary_read,
+        client_write,
+        Direction::ToClient,
+        metrics,
+        activity,
+    );
     tokio::try_join!(up, down).map(drop)
 }
 
@@ -61,6 +76,7 @@ async fn pump(
     mut to: impl AsyncWrite + Unpin,
     direction: Direction,
     metrics: &EndpointMetrics,
+    activity: &Activity,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; BATCH];
     loop {
@@ -70,5 +86,6 @@ async fn pump(
         }
         to.write_all(&buf[..n]).await?;
         metrics.carried(direction, n);
+        activity.touch();
     }
 }

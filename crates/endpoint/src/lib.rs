@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod busy_poll;
 mod forward;
 pub mod metrics;
 mod route;
