@@ -58,6 +58,10 @@ impl Setup {
             .args(["--state-dir", &self.path("state")])
             .args(["--redis", &port(), "--http", &port()])
             .args(["--tunnel-listen", &bracketed(testkit::free_addr())])
+            // Region a's tunnel client to region b listens on base + 1: a free port, so that
+            // agents of tests running at once do not collide on the default 16001.
+            .arg("--peer-port-base")
+            .arg((testkit::free_addr().port() - 1).to_string())
             .args(extra);
         cmd
     }
@@ -202,4 +206,45 @@ async fn an_agent_of_a_relay_topology_warns_only_without_the_relay_flags() {
     // The store went where --relay-dir says, not under the state directory.
     assert!(Path::new(&dir).is_dir(), "{with}");
     assert!(!relay.dir.path().join("state/relay").exists(), "{with}");
+}
+
+#[tokio::test]
+async fn endpoint_busy_polling_is_taken_from_the_flag_or_the_environment_and_checked() {
+    let setup = Setup::new(false);
+    let endpoint = testkit::free_addr().to_string();
+    let (code, stderr) = setup.refused(&[
+        "--primary-endpoint",
+        &endpoint,
+        "--endpoint-busy-poll",
+        "soon",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--endpoint-busy-poll"), "{stderr}");
+    // The flag, then the environment variable `georep up` passes on to its agents.
+    let logged = started(
+        &setup,
+        &[
+            "--primary-endpoint",
+            &endpoint,
+            "--endpoint-busy-poll",
+            "250us",
+        ],
+    )
+    .await;
+    assert!(logged.contains("busy_poll=250µs"), "{logged}");
+    let mut cmd = setup.command(&["--primary-endpoint", &testkit::free_addr().to_string()]);
+    cmd.env("GEOREP_ENDPOINT_BUSY_POLL", "100us")
+        .env("RUST_LOG", "info");
+    let mut agent = testkit::Proc::spawn_with(&mut cmd);
+    testkit::eventually("the agent ready", || async {
+        agent.stderr().contains("agent ready").then_some(())
+    })
+    .await;
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = agent.exited_within(Duration::from_secs(10)).await;
+    assert!(
+        agent.stderr().contains("busy_poll=100µs"),
+        "{}",
+        agent.stderr()
+    );
 }
