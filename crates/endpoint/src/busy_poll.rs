@@ -51,6 +51,11 @@ impl Activity {
     fn last(&self) -> u64 {
         self.last.load(Ordering::Relaxed)
     }
+
+    /// Nanoseconds since the last carried bytes.
+    fn quiet_for(&self) -> u64 {
+        self.now().saturating_sub(self.last())
+    }
 }
 
 /// The adaptive window, apart from the clock so that it can be tested alone.
@@ -99,7 +104,7 @@ pub(crate) async fn run(activity: &Activity, max: Duration, mut shutdown: watch:
         }
         window.after_sleep(Duration::from_nanos(last - polled_until));
         let window_ns = u64::try_from(window.get().as_nanos()).unwrap_or(u64::MAX);
-        while activity.now().saturating_sub(activity.last()) < window_ns {
+        while activity.quiet_for() < window_ns {
             std::thread::yield_now();
             // On a current-thread runtime, a yielded task makes the runtime poll its I/O driver
             // without blocking before running it again.

@@ -29,7 +29,7 @@ pub(crate) async fn relay(
     client: &mut TcpStream,
     primary: &mut Upstream,
     metrics: &EndpointMetrics,
-    activity: &Activity,
+    activity: Option<&Activity>,
 ) -> io::Result<()> {
     // Each stream's own borrowed halves: no lock between the two directions, unlike
     // `tokio::io::split`.
@@ -52,7 +52,7 @@ async fn both_ways(
     primary_read: impl AsyncRead + Unpin,
     primary_write: impl AsyncWrite + Unpin,
     metrics: &EndpointMetrics,
-    activity: &Activity,
+    activity: Option<&Activity>,
 ) -> io::Result<()> {
     let up = pump(
         client_read,
@@ -76,7 +76,7 @@ async fn pump(
     mut to: impl AsyncWrite + Unpin,
     direction: Direction,
     metrics: &EndpointMetrics,
-    activity: &Activity,
+    activity: Option<&Activity>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; BATCH];
     loop {
@@ -86,6 +86,8 @@ async fn pump(
         }
         to.write_all(&buf[..n]).await?;
         metrics.carried(direction, n);
-        activity.touch();
+        if let Some(activity) = activity {
+            activity.touch();
+        }
     }
 }

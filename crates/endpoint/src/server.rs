@@ -99,9 +99,10 @@ async fn serve_here(
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let tasks = TaskTracker::new();
-    let activity = Arc::new(Activity::new());
-    if !limits.busy_poll.is_zero() {
-        let (activity, shutdown) = (activity.clone(), shutdown.clone());
+    // Only when polling: otherwise the write path stamps nothing.
+    let activity = (!limits.busy_poll.is_zero()).then(|| Arc::new(Activity::new()));
+    if let Some(activity) = activity.clone() {
+        let shutdown = shutdown.clone();
         tasks.spawn(async move { busy_poll::run(&activity, limits.busy_poll, shutdown).await });
     }
     loop {
@@ -133,7 +134,7 @@ async fn serve_here(
         tasks.spawn(async move {
             metrics.opened();
             tokio::select! {
-                () = connection(client, peer, route, limits, &metrics, &activity) => {}
+                () = connection(client, peer, route, limits, &metrics, activity.as_deref()) => {}
                 _ = shutdown.wait_for(|stop| *stop) => {}
             }
             metrics.ended();
@@ -152,7 +153,7 @@ async fn connection(
     mut route: watch::Receiver<Route>,
     limits: Limits,
     metrics: &EndpointMetrics,
-    activity: &Activity,
+    activity: Option<&Activity>,
 ) {
     let deadline = Instant::now() + limits.hold;
     let (mut primary, current) = match connect(&mut route, deadline, limits.connect_timeout).await {

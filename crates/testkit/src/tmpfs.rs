@@ -31,7 +31,7 @@ impl Tmpfs {
             match f.write(&chunk) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
                 Err(e) => panic!("ballast: {e}"),
             }
         }
