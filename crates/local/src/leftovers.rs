@@ -283,6 +283,13 @@ mod tests {
             pid: child.id() as i32,
             argv: argv("sleep 600"),
         };
+        // Until the child has exec'd, its command line is still this test binary's: a record
+        // read then looks stale (seen once in CI on a busy machine).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while procfs::cmdline(record.pid).as_ref() != Some(&record.argv) {
+            assert!(std::time::Instant::now() < deadline, "sleep never exec'd");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::fs::write(
             region.join("redis.pid.json"),
             serde_json::to_vec(&record).unwrap(),
