@@ -55,6 +55,69 @@ async fn a_half_closed_side_still_receives_everything() {
     assert!(got == reply);
 }
 
+/// A stream of small writes (a primary's replication stream under single-key writes) is held
+/// back to fill packets, and while a packet is held the sealing side is woken only once it can
+/// be completed (`SO_RCVLOWAT`), or when the hold ends: not once per write. Every byte still
+/// arrives, the last ones on the hold's timer alone, with the connection left open.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_writes_do_not_wake_the_tunnel_one_by_one_and_all_arrive() {
+    const WRITES: usize = 2_000;
+    const SIZE: usize = 40;
+    let (_dir, key) = key_dir();
+    let target = Server::recorder().await;
+    let p = pair(Impl::Georep, Impl::Georep, target.addr, &key, &[], &[]).await;
+    let data = payload(WRITES * SIZE, 11);
+    let mut app = std::net::TcpStream::connect(p.e.addr).unwrap();
+    app.set_nodelay(true).unwrap();
+    // Let the handshake finish before counting.
+    std::io::Write::write_all(&mut app, &data[..SIZE]).unwrap();
+    eventually("the first write to arrive", || async {
+        target
+            .received()
+            .first()
+            .is_some_and(|r| r.len() == SIZE)
+            .then_some(())
+    })
+    .await;
+    let before = p.e.proc.wakeups();
+    let started = Instant::now();
+    let writer = std::thread::spawn(move || {
+        for chunk in data[SIZE..].chunks(SIZE) {
+            std::io::Write::write_all(&mut app, chunk).unwrap();
+            // 50 µs apart, spun rather than slept so that the writes stay this dense.
+            let next = Instant::now() + Duration::from_micros(50);
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+        }
+        (app, data)
+    });
+    let (_app, data) = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    let wakeups = p.e.proc.wakeups() - before;
+    let elapsed = started.elapsed();
+    eventually(
+        "every byte to arrive with the connection still open",
+        || async {
+            target
+                .received()
+                .first()
+                .is_some_and(|r| r.len() == data.len())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(target.received()[0] == data, "the bytes arrived altered");
+    println!(
+        "{WRITES} writes of {SIZE} bytes in {elapsed:?} woke the encrypting tunnel {wakeups} times"
+    );
+    assert!(
+        wakeups < WRITES as u64 / 6,
+        "{WRITES} small writes woke the tunnel {wakeups} times: once per write, the low-water mark is not working"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_key_is_refused_and_nothing_reaches_the_target() {
     let dir = tempfile::tempdir().unwrap();

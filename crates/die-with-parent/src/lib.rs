@@ -15,8 +15,8 @@
 //!
 //! On other systems the call does nothing; the supervisor's own clean-up is all there is.
 //!
-//! This is the workspace's only `unsafe` code: one `pre_exec` hook, in this small crate so that
-//! every other crate keeps `unsafe_code` forbidden.
+//! One of the workspace's two `unsafe` spots (the other is `low-water`'s `setsockopt`): one
+//! `pre_exec` hook, in this small crate so that every other crate keeps `unsafe_code` forbidden.
 
 use std::process::Command;
 

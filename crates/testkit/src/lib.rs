@@ -137,6 +137,24 @@ impl Proc {
         }
     }
 
+    /// How many times the process's threads went to sleep and were woken since they started
+    /// (the sum of their `voluntary_ctxt_switches`, Linux `/proc`).
+    pub fn wakeups(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .filter_map(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+
     /// Number of open file descriptors of the process (Linux `/proc`).
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))

@@ -18,6 +18,7 @@ mod config;
 mod conn;
 mod handshake;
 pub mod keyfile;
+mod low_water;
 pub mod metrics;
 mod net;
 mod pending;

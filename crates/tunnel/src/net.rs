@@ -3,21 +3,51 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{tcp, unix, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 use crate::addr::Address;
 
-/// The read half of a connection.
-pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The read half of a connection: TCP or UNIX, so that the pump can reach the socket's options.
+#[derive(Debug)]
+pub(crate) enum ReadHalf {
+    Tcp(tcp::OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
+}
+
+impl ReadHalf {
+    /// The TCP socket, whose readiness honours a low-water mark (a UNIX one's does not).
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Tcp(r) => Some(r.as_ref()),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            Self::Unix(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
 /// The write half of a connection; `shutdown` sends FIN on TCP.
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Both halves of one connection, used independently by the pump's two directions.
 pub(crate) struct Halves {
-    pub(crate) read: BoxRead,
+    pub(crate) read: ReadHalf,
     pub(crate) write: BoxWrite,
 }
 
@@ -45,14 +75,14 @@ impl Stream {
             Self::Tcp(s) => {
                 let (r, w) = s.into_split();
                 Halves {
-                    read: Box::new(r),
+                    read: ReadHalf::Tcp(r),
                     write: Box::new(w),
                 }
             }
             Self::Unix(s) => {
                 let (r, w) = s.into_split();
                 Halves {
-                    read: Box::new(r),
+                    read: ReadHalf::Unix(r),
                     write: Box::new(w),
                 }
             }

@@ -14,8 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::coalesce::Coalescer;
+use crate::low_water::{Drained, Mark};
 use crate::metrics::{Direction, TunnelMetrics};
-use crate::net::{BoxRead, BoxWrite, Halves};
+use crate::net::{BoxWrite, Halves, ReadHalf};
 
 /// Packets sealed or opened per batch: 64 KiB of plaintext.
 const BATCH_PACKETS: usize = 64;
@@ -104,7 +105,7 @@ pub(crate) async fn pump(
 
 /// Plaintext → packets.
 async fn seal(
-    mut from: BoxRead,
+    mut from: ReadHalf,
     mut to: BoxWrite,
     mut encryptor: Encryptor,
     coalesce: Duration,
@@ -116,11 +117,17 @@ async fn seal(
     let mut wire = Vec::with_capacity((BATCH_PACKETS + 2) * PACKET_LEN);
     // Set while a partial packet is held back hoping for more bytes.
     let mut hold: Option<Instant> = None;
+    // While holding, the socket wakes us only once the packet can be completed.
+    let mut mark = Mark::new(&from);
     loop {
         let space = batch + MAX_PAYLOAD - pending.len();
         let read = match hold {
-            None => Some(from.read_buf(&mut (&mut pending).limit(space)).await),
+            None => {
+                mark.lower(&from).map_err(io_err(Side::Plaintext))?;
+                Some(from.read_buf(&mut (&mut pending).limit(space)).await)
+            }
             Some(deadline) => {
+                mark.raise(&from, MAX_PAYLOAD - pending.len() % MAX_PAYLOAD);
                 tokio::time::timeout_at(deadline, from.read_buf(&mut (&mut pending).limit(space)))
                     .await
                     .ok()
@@ -129,7 +136,11 @@ async fn seal(
         let eof = match read {
             Some(Ok(n)) => n == 0,
             Some(Err(e)) => return Err(io_err(Side::Plaintext)(e)),
-            None => false,
+            // The hold is over: what arrived below the mark goes into this packet too.
+            None => match mark.lower_and_drain(&from, &mut pending, space) {
+                Ok(drained) => drained == Drained::Eof,
+                Err(e) => return Err(io_err(Side::Plaintext)(e)),
+            },
         };
         let now = Instant::now();
         let full = pending.len() / MAX_PAYLOAD * MAX_PAYLOAD;
@@ -167,7 +178,7 @@ async fn seal(
 
 /// Packets → plaintext.
 async fn open(
-    mut from: BoxRead,
+    mut from: ReadHalf,
     mut to: BoxWrite,
     mut decryptor: Decryptor,
     metrics: &TunnelMetrics,
