@@ -30,21 +30,22 @@ pub(crate) enum Drained {
 pub(crate) struct Mark {
     /// Bytes that make the socket readable; 1 is the kernel's default.
     current: usize,
-    usable: bool,
+    /// The kernel refused the option once: stop asking.
+    refused: bool,
 }
 
 impl Mark {
-    pub(crate) fn new(read: &ReadHalf) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             current: 1,
-            usable: read.tcp().is_some(),
+            refused: false,
         }
     }
 
     /// Wakes the reader only once `bytes` are queued. If the kernel refuses, the reader is woken
     /// at every write as before, which is only slower.
     pub(crate) fn raise(&mut self, read: &ReadHalf, bytes: usize) {
-        let Some(tcp) = read.tcp().filter(|_| self.usable) else {
+        let Some(tcp) = read.tcp().filter(|_| !self.refused) else {
             return;
         };
         let bytes = bytes.max(1);
@@ -55,7 +56,7 @@ impl Mark {
             Ok(()) => self.current = bytes,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot set SO_RCVLOWAT; waking at every write");
-                self.usable = false;
+                self.refused = true;
             }
         }
     }
@@ -90,8 +91,7 @@ impl Mark {
         pending.resize(start + space, 0);
         // tokio set the socket non-blocking: an empty queue is `WouldBlock`, not a wait.
         let result = (&*SockRef::from(tcp)).read(&mut pending[start..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        pending.truncate(start + n);
+        pending.truncate(start + result.as_ref().map_or(0, |&n| n));
         match result {
             Ok(0) if space > 0 => Ok(Drained::Eof),
             Ok(n) => Ok(Drained::Bytes(n)),

@@ -118,7 +118,7 @@ async fn seal(
     // Set while a partial packet is held back hoping for more bytes.
     let mut hold: Option<Instant> = None;
     // While holding, the socket wakes us only once the packet can be completed.
-    let mut mark = Mark::new(&from);
+    let mut mark = Mark::new();
     loop {
         let space = batch + MAX_PAYLOAD - pending.len();
         let read = match hold {
